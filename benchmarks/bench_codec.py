@@ -57,13 +57,13 @@ def main() -> None:
     t_ref_enc = best_time(lambda: x.astype(target), args.repeats)
     t_ref_dec = best_time(lambda: reference_codes.view(target).astype(np.float32), args.repeats)
     rows = []
+    codes_out = np.empty_like(codes)
+    values_out = np.empty(x.shape, dtype=np.float32)
     all_threads = numba.config.NUMBA_NUM_THREADS
     for threads in sorted({1, all_threads}):
         numba.set_num_threads(threads)
         t_enc = best_time(lambda: fp4sim.encode(x, args.format), args.repeats)
         t_dec = best_time(lambda: fp4sim.decode(codes, args.format), args.repeats)
-        codes_out = np.empty_like(codes)
-        values_out = np.empty(x.shape, dtype=np.float32)
         t_enc_out = best_time(lambda: fp4sim.encode(x, args.format, out=codes_out), args.repeats)
         t_dec_out = best_time(lambda: fp4sim.decode(codes, args.format, out=values_out), args.repeats)
         rows.append(("encode", threads, t_enc, t_ref_enc))

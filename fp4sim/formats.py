@@ -18,6 +18,7 @@ Specials = Literal["finite", "ieee", "fn"]
 Overflow = Literal["saturate", "inf", "nan"]
 
 _SPECIALS = ("finite", "ieee", "fn")
+BIAS_LIMIT = 256  # keeps bias + shift well inside float64's exponent range
 _OVERFLOWS = ("saturate", "inf", "nan")
 
 
@@ -55,6 +56,8 @@ class Format:
             raise ValueError(f"need ebits >= 1 and mbits >= 0, got E{self.ebits}M{self.mbits}")
         if self.nbits > 8:
             raise ValueError(f"formats are at most 8 bits wide; E{self.ebits}M{self.mbits} needs {self.nbits}")
+        if abs(self.bias) > BIAS_LIMIT:
+            raise ValueError(f"bias must lie in [-{BIAS_LIMIT}, {BIAS_LIMIT}], got {self.bias}")
         if self.specials not in _SPECIALS:
             raise ValueError(f"specials must be one of {_SPECIALS}, got {self.specials!r}")
         if self.overflow not in _OVERFLOWS:
@@ -131,8 +134,10 @@ class Format:
         return -value if negative else value
 
     def values(self) -> np.ndarray:
-        """Every code's value as float64, indexed by code (NaN/Inf where special)."""
-        return np.array([float(self.exact_value(c)) for c in range(1 << self.nbits)], dtype=np.float64)
+        """Every code's value as float64, indexed by code (NaN/Inf where special, -0.0 for -0)."""
+        values = np.array([float(self.exact_value(c)) for c in range(1 << self.nbits)], dtype=np.float64)
+        negative = (np.arange(values.size) & self.sign_mask) != 0
+        return np.where(negative, -np.abs(values), values)
 
     @property
     def max_value(self) -> Fraction:

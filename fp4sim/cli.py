@@ -1,0 +1,75 @@
+"""The ``fp4sim`` command: one subcommand per job, each with --help."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .formats import Format, format_names, get_format
+
+
+def _describe(value) -> str:
+    return f"{float(value):.10g}" if value is not None else "-"
+
+
+def format_report(fmt: Format) -> str:
+    """A format's layout, policies, limits and full value table, as text."""
+    lines = [
+        f"{fmt.name}: {'sign + ' if fmt.signed else 'unsigned, '}{fmt.ebits} exponent + {fmt.mbits} mantissa bits, "
+        f"bias {fmt.bias}, specials {fmt.specials}, overflow {fmt.overflow}, "
+        f"{'subnormals' if fmt.subnormals else 'no subnormals, no zero'}",
+        f"  max {_describe(fmt.max_value)}   min normal {_describe(fmt.min_normal)}   "
+        f"min subnormal {_describe(fmt.min_subnormal)}",
+    ]
+    values = fmt.values()
+    half = 1 << fmt.magnitude_bits
+    cells = [f"0x{code:02X}={values[code]:.6g}" for code in range(half)]
+    if fmt.signed:
+        cells += [f"0x{code:02X}={values[code]:.6g}" for code in range(half, 2 * half)]
+    width = max(len(c) for c in cells) + 2
+    per_row = max(1, 100 // width)
+    for start in range(0, len(cells), per_row):
+        lines.append("  " + "".join(c.ljust(width) for c in cells[start : start + per_row]).rstrip())
+    return "\n".join(lines)
+
+
+def _cmd_formats(args: argparse.Namespace) -> int:
+    names = args.names or format_names()
+    for i, name in enumerate(names):
+        if i:
+            print()
+        print(format_report(get_format(name, bias=args.bias)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fp4sim", description="Bit-accurate reference tools for FP4 inference hardware."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    formats = sub.add_parser(
+        "formats",
+        help="print formats with their value tables and limits",
+        description="Print each format's layout, policies, max, min normal, min subnormal and every code's value.",
+    )
+    formats.add_argument(
+        "names", nargs="*", help=f"formats to show (default: all presets: {', '.join(format_names())})"
+    )
+    formats.add_argument("--bias", type=int, help="exponent bias for LLM-FP4 family names such as E2M1")
+    formats.set_defaults(run=_cmd_formats)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, TypeError) as err:
+        print(f"fp4sim {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
