@@ -188,7 +188,7 @@ def table_applies(fmt: Format, mode: int, shift_lo: int, shift_hi: int) -> bool:
     )
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)  # entries are at most 4 MB
 def encode_table(fmt: Format, mode: int, shift_lo: int, shift_hi: int) -> np.ndarray:
     """uint16 entries: code in the low byte, 1 << 8 when the input is invalid.
 

@@ -81,3 +81,11 @@ def test_e8m0_against_exact_nearest(rng):
         nearest = k + 1 if f >= Fraction(3, 2) * Fraction(2) ** k else k
         expected = 255 if nearest > 127 else max(nearest, -127) + 127
         assert code == expected, (value, code, expected)
+
+
+def test_e3m0_ties_go_to_the_even_significand():
+    """m = 0: between two nonzero values the significands are 1 and 2, so ties go up;
+    between 0 and the smallest value they go to 0 (docs/spec.md 1.4)."""
+    fmt = fp4sim.get_format("E3M0", bias=0)
+    x = np.array([1.0, 3.0, 6.0, 12.0, 96.0, -3.0, 2.9, 3.1])
+    np.testing.assert_array_equal(fp4sim.decode(fp4sim.encode(x, fmt), fmt), [0, 4, 8, 16, 128, -4, 2, 4])
