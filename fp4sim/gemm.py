@@ -1,0 +1,201 @@
+"""Fast GEMM with the array's bits, without stepping cycles (docs/spec.md, section 4).
+
+Exact mode turns codes into integers at the accumulator's LSB (spec 2.1) and
+multiplies them with BLAS in floating point, which is exact while every partial
+sum stays below 2^24 (float32) or 2^53 (float64); past that, K is split and the
+pieces are added in int64 (spec 4.2). The study models run in Numba.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+
+from .accumulate import (
+    Accumulation,
+    aligned_truncate_gemm,
+    exponent_table,
+    fp32_sequential_gemm,
+    parse_accumulation,
+)
+from .arrays import like_input, require_uint8, to_numpy
+from .convert import FP32, OutputFormat, accumulators_to_float, float32_to_float, output_format
+from .formats import Format
+from .pe import K_MAX_DEFAULT, PEConfig, operand_integer, product_table
+
+FLOAT32_EXACT = 1 << 24  # every integer of magnitude <= 2^24 is a float32
+FLOAT64_EXACT = 1 << 53
+
+
+def gemm(
+    a_codes: Any,
+    w_codes: Any,
+    shifts: Any,
+    fmt_a: str | Format,
+    fmt_w: str | Format,
+    *,
+    accum: str | Accumulation = "exact",
+    out: str = "fp32",
+    scale: Any = None,
+    shift_bits: int | None = None,
+    k_max: int = K_MAX_DEFAULT,
+) -> Any:
+    """``A @ (W * 2^-shift)`` on FP4 codes, bit-identical to the array model.
+
+    Args:
+        a_codes: (M, K) uint8 activation codes of `fmt_a`.
+        w_codes: (K, N) uint8 weight codes of `fmt_w`.
+        shifts: (K,) unsigned per-input-channel exponent shifts in
+            ``0 .. 2**shift_bits - 1``, or None for all zero.
+        fmt_a, fmt_w: operand formats (E3M0, E2M1, E1M2, any bias).
+        accum: ``"exact"`` (the array's Kulisch accumulator), ``"fp32_sequential"``
+            or ``"aligned_truncate:N[:G]"`` (docs/spec.md 2.6).
+        out: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        scale: None, a scalar or (N,) per-output-channel scales, rounded to FP32;
+            the result is then ``out(fp32(fp32(sum) * scale[n]))``.
+        shift_bits: shift port width; default ``fmt_a.ebits``.
+        k_max: the accumulator's K_max (exact mode rejects K > k_max).
+
+    Returns:
+        (M, N) array of `out`'s dtype (numpy float32 / ml_dtypes.bfloat16 /
+        float16), or a CPU tensor when `a_codes` is one.
+    """
+    config = PEConfig.make(fmt_a, fmt_w, shift_bits, k_max)
+    model = parse_accumulation(accum)
+    fmt_out = output_format(out)
+    a, w, s = check_operands(a_codes, w_codes, shifts, config)
+    if model.kind == "exact" and a.shape[1] > config.k_max:
+        raise ValueError(
+            f"K={a.shape[1]} exceeds the accumulator's K_max={config.k_max} ({config.describe()}); "
+            "pass a larger k_max (one more accumulator bit per doubling) or split K outside the array"
+        )
+    scales = _output_scale(scale, w.shape[1])
+    if model.kind == "exact":
+        acc = exact_accumulators(a, w, s, config)
+        if scales is None:
+            result = accumulators_to_float(acc, config.lsb_exponent, fmt_out)
+        else:
+            result = _epilogue(accumulators_to_float(acc, config.lsb_exponent, FP32), scales, fmt_out)
+    else:
+        result = _epilogue(_study_model(a, w, s, config, model), scales, fmt_out)
+    return like_input(result, a_codes)
+
+
+def check_operands(a_codes: Any, w_codes: Any, shifts: Any, config: PEConfig) -> tuple[np.ndarray, ...]:
+    """Validated C-contiguous (M, K) and (K, N) uint8 codes and (K,) uint8 shifts."""
+    a = to_numpy(a_codes, "a_codes")
+    w = to_numpy(w_codes, "w_codes")
+    require_uint8(a, "a_codes")
+    require_uint8(w, "w_codes")
+    if a.ndim != 2 or w.ndim != 2:
+        raise ValueError(f"a_codes must be (M, K) and w_codes (K, N); got shapes {a.shape} and {w.shape}")
+    if a.shape[1] != w.shape[0]:
+        raise ValueError(f"inner dimensions differ: a_codes is {a.shape}, w_codes is {w.shape}")
+    if a.shape[1] == 0:
+        raise ValueError("K must be at least 1")
+    for name, codes, fmt in (("a_codes", a, config.fmt_a), ("w_codes", w, config.fmt_w)):
+        if codes.size and int(codes.max()) >= 1 << fmt.nbits:
+            raise ValueError(
+                f"{name} holds code {int(codes.max())}, outside the {fmt.nbits}-bit format {fmt.name} "
+                f"(valid 0..{(1 << fmt.nbits) - 1}); packed data must go through fp4sim.unpack_fp4 first"
+            )
+    s = _check_shifts(shifts, a.shape[1], config)
+    return np.ascontiguousarray(a), np.ascontiguousarray(w), s
+
+
+def _check_shifts(shifts: Any, k: int, config: PEConfig) -> np.ndarray:
+    if shifts is None:
+        return np.zeros(k, dtype=np.uint8)
+    s = to_numpy(shifts, "shifts")
+    if s.dtype.kind not in "iu":
+        raise TypeError(f"shifts must hold integers, got {s.dtype}")
+    if s.shape != (k,):
+        raise ValueError(f"shifts must have shape ({k},), one per input channel; got {s.shape}")
+    if s.size and (int(s.min()) < 0 or int(s.max()) > config.max_shift):
+        raise ValueError(
+            f"shifts must lie in 0..{config.max_shift} ({config.shift_bits}-bit port); "
+            f"got {int(s.min())}..{int(s.max())}. Pass shift_bits= for a wider port."
+        )
+    return np.ascontiguousarray(s, dtype=np.uint8)
+
+
+def exact_accumulators(a: np.ndarray, w: np.ndarray, s: np.ndarray, config: PEConfig) -> np.ndarray:
+    """The Kulisch accumulator of every output, (M, N) int64, via an integer-exact float GEMM (spec 4.2)."""
+    a_table = operand_table(config.fmt_a)[None, :]
+    w_table = operand_table(config.fmt_w)[None, :] << (config.max_shift - np.arange(config.max_shift + 1))[:, None]
+    # Every X is a short integer times a power of two, so float32 holds it exactly.
+    a_int = operand_matrix(a, a_table.astype(np.float32), np.zeros(a.shape[0], dtype=np.uint8))
+    w_int = operand_matrix(w, w_table.astype(np.float32), s)
+    bound = int(np.abs(a_int).max()) * int(np.abs(w_int).max())  # >= every |product|
+    k = a.shape[1]
+    if k * bound <= FLOAT32_EXACT:
+        return (a_int @ w_int).astype(np.int64)
+    chunk = FLOAT64_EXACT // bound  # >= 1: the config keeps every product below 2^53
+    a64, w64 = a_int.astype(np.float64), w_int.astype(np.float64)
+    acc = (a64[:, :chunk] @ w64[:chunk]).astype(np.int64)
+    for start in range(chunk, k, chunk):
+        acc += (a64[:, start : start + chunk] @ w64[start : start + chunk]).astype(np.int64)
+    return acc
+
+
+def operand_table(fmt: Format) -> np.ndarray:
+    """X(code) for every code of `fmt` (spec 2.1), int64."""
+    return np.array([operand_integer(c, fmt.ebits, fmt.mbits) for c in range(1 << fmt.nbits)], dtype=np.int64)
+
+
+@numba.njit(cache=True, parallel=True)
+def operand_matrix(codes: np.ndarray, tables: np.ndarray, row_table: np.ndarray) -> np.ndarray:
+    """out[i, j] = tables[row_table[i], codes[i, j]]: codes to integers, one table per row."""
+    result = np.empty(codes.shape, dtype=tables.dtype)
+    for i in numba.prange(codes.shape[0]):
+        table = tables[row_table[i]]
+        for j in range(codes.shape[1]):
+            result[i, j] = table[codes[i, j]]
+    return result
+
+
+def _study_model(a: np.ndarray, w: np.ndarray, s: np.ndarray, config: PEConfig, model: Accumulation) -> np.ndarray:
+    """FP32 results of a non-exact accumulation model."""
+    a_values = config.fmt_a.values().astype(np.float32)
+    w_values = config.fmt_w.values().astype(np.float32)
+    if model.kind == "fp32_sequential":
+        shifted = w_values[w] * np.ldexp(np.float32(1), -s.astype(np.int32))[:, None]
+        return fp32_sequential_gemm(a_values[a], shifted.astype(np.float32))
+    bits = aligned_truncate_gemm(
+        product_table(config),
+        s,
+        a,
+        w,
+        exponent_table(config.fmt_a.values()),
+        exponent_table(config.fmt_w.values()),
+        config.lsb_exponent,
+        model.frac_bits,
+        model.group,
+    )
+    return bits.view(np.float32)
+
+
+def _output_scale(scale: Any, n: int) -> np.ndarray | None:
+    """Per-output-channel scales as float32 of shape (N,), or None."""
+    if scale is None:
+        return None
+    s = to_numpy(scale, "scale")
+    if s.dtype.kind not in "fiu":
+        raise TypeError(f"scale must be real numbers, got {s.dtype}")
+    s = s.astype(np.float32)
+    if s.ndim == 0:
+        s = np.full(n, s, dtype=np.float32)
+    if s.shape != (n,):
+        raise ValueError(f"scale must be a scalar or have shape ({n},), one per output channel; got {s.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scale must be finite")
+    return s
+
+
+def _epilogue(z: np.ndarray, scales: np.ndarray | None, fmt_out: OutputFormat) -> np.ndarray:
+    """Optional FP32 multiply by the per-output-channel scale, then rounding to the output format."""
+    if scales is not None:
+        z = z * scales  # float32 x float32: one IEEE rounding
+    return float32_to_float(z, fmt_out)
