@@ -12,26 +12,16 @@ Both sides' outputs are checked bit-identical first.
 from __future__ import annotations
 
 import argparse
-import time
 
 import ml_dtypes
 import numba
 import numpy as np
+from timing import best_time
 
 import fp4sim
 
 # fp4sim presets that ml_dtypes defines under the same name.
 ML_DTYPES_NAMES = ["float4_e2m1fn", "float6_e2m3fn", "float6_e3m2fn", "float8_e4m3fn", "float8_e5m2"]
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up: compilation, page faults
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -118,6 +118,26 @@ def run_array(inputs: ArrayInputs, config: PEConfig, out: str = "fp32") -> Array
     )
 
 
+def port_trace(inputs: ArrayInputs, outputs: ArrayOutputs) -> tuple[np.ndarray, np.ndarray]:
+    """Every output port on every edge: (out_valid, out_data), each (T + 1, R, C).
+
+    Entry t is what a testbench samples at rising edge t: out_valid pulses
+    for one edge, out_data holds the last result and is 0 after reset (spec 3.3).
+    """
+    rows, cols = inputs.a_in.shape[1], inputs.w_in.shape[1]
+    edges = inputs.cycles + 1
+    valid = np.zeros((edges, rows, cols), dtype=np.uint8)
+    valid[outputs.cycle, outputs.row, outputs.col] = 1
+    changes = np.zeros((edges, rows, cols), dtype=outputs.bits.dtype)
+    changes[outputs.cycle, outputs.row, outputs.col] = outputs.bits
+    cleared = np.zeros((edges, rows, cols), dtype=bool)
+    cleared[1:][inputs.rst.astype(bool)] = True  # reset at edge t: zero from edge t + 1
+    data = np.zeros_like(changes)
+    for t in range(1, edges):
+        data[t] = np.where(valid[t], changes[t], np.where(cleared[t], 0, data[t - 1]))
+    return valid, data
+
+
 def array_gemm(
     a_codes: Any,
     w_codes: Any,

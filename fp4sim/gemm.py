@@ -74,10 +74,10 @@ def gemm(
     scales = _output_scale(scale, w.shape[1])
     if model.kind == "exact":
         acc = exact_accumulators(a, w, s, config)
-        if scales is None:
-            result = accumulators_to_float(acc, config.lsb_exponent, fmt_out)
+        if scales is None and fmt_out != FP32:
+            result = accumulators_to_float(acc, config.lsb_exponent, fmt_out)  # one rounding (2.4)
         else:
-            result = _epilogue(accumulators_to_float(acc, config.lsb_exponent, FP32), scales, fmt_out)
+            result = _epilogue(_accumulators_to_fp32(acc, config.lsb_exponent), scales, fmt_out)
     else:
         result = _epilogue(_study_model(a, w, s, config, model), scales, fmt_out)
     return like_input(result, a_codes)
@@ -122,22 +122,35 @@ def _check_shifts(shifts: Any, k: int, config: PEConfig) -> np.ndarray:
 
 
 def exact_accumulators(a: np.ndarray, w: np.ndarray, s: np.ndarray, config: PEConfig) -> np.ndarray:
-    """The Kulisch accumulator of every output, (M, N) int64, via an integer-exact float GEMM (spec 4.2)."""
+    """The Kulisch accumulator of every output, (M, N), via an integer-exact float GEMM (spec 4.2).
+
+    float32 holding the exact integers when the float32 bound holds, else int64.
+    """
     a_table = operand_table(config.fmt_a)[None, :]
     w_table = operand_table(config.fmt_w)[None, :] << (config.max_shift - np.arange(config.max_shift + 1))[:, None]
     # Every X is a short integer times a power of two, so float32 holds it exactly.
     a_int = operand_matrix(a, a_table.astype(np.float32), np.zeros(a.shape[0], dtype=np.uint8))
     w_int = operand_matrix(w, w_table.astype(np.float32), s)
-    bound = int(np.abs(a_int).max()) * int(np.abs(w_int).max())  # >= every |product|
     k = a.shape[1]
+    if k * config.product_max <= FLOAT32_EXACT:  # the format's bound: no need to look at the data
+        return a_int @ w_int
+    bound = int(np.abs(a_int).max()) * int(np.abs(w_int).max())  # the data's bound, >= every |product|
     if k * bound <= FLOAT32_EXACT:
-        return (a_int @ w_int).astype(np.int64)
+        return a_int @ w_int
     chunk = FLOAT64_EXACT // bound  # >= 1: the config keeps every product below 2^53
     a64, w64 = a_int.astype(np.float64), w_int.astype(np.float64)
     acc = (a64[:, :chunk] @ w64[:chunk]).astype(np.int64)
     for start in range(chunk, k, chunk):
         acc += (a64[:, start : start + chunk] @ w64[start : start + chunk]).astype(np.int64)
     return acc
+
+
+def _accumulators_to_fp32(acc: np.ndarray, lsb_exponent: int) -> np.ndarray:
+    """Section 2.4 to FP32. An exact float32 integer is its own rounding, and 2^lsb keeps it normal (2.3)."""
+    if acc.dtype == np.float32:
+        acc *= np.float32(2.0**lsb_exponent)
+        return acc
+    return accumulators_to_float(acc, lsb_exponent, FP32)
 
 
 def operand_table(fmt: Format) -> np.ndarray:

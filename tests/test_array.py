@@ -7,7 +7,7 @@ import oracle
 import pytest
 
 from fp4sim import PEConfig, array_gemm, gemm
-from fp4sim.array import ArrayInputs, collect_tiles, idle_inputs, run_array, schedule_gemm
+from fp4sim.array import ArrayInputs, collect_tiles, idle_inputs, port_trace, run_array, schedule_gemm
 from fp4sim.convert import FP32
 
 FP4 = ("E3M0", "E2M1", "E1M2")
@@ -120,6 +120,21 @@ def test_reset_mid_drain_drops_exactly_the_outputs_still_in_flight(rng: np.rando
     )
     expected = gemm(a, w, s, config.fmt_a, config.fmt_w)
     np.testing.assert_array_equal(outputs.bits.view(np.float32), expected[outputs.row, outputs.col])
+
+
+def test_port_trace_holds_data_and_clears_on_reset(rng: np.random.Generator) -> None:
+    config, a, w, s = _random_gemm(rng, 2, 3, 2)
+    stream, _ = schedule_gemm(np.concatenate([a, a]), w, s, 2, 2)  # two tiles, in_last at edges 2 and 5
+    stream.rst[9] = 1
+    valid, data = port_trace(stream, run_array(stream, config))
+    assert valid.shape == data.shape == (stream.cycles + 1, 2, 2)
+    first = gemm(a, w, s, config.fmt_a, config.fmt_w).view(np.uint32)
+    assert not data[:3].any() and not valid[:3].any()  # nothing before the first pulse (edge 3)
+    assert valid[3, 0, 0] and not valid[4, 0, 0]  # one-edge pulse
+    np.testing.assert_array_equal(data[4, 0, 0], first[0, 0])  # held after the pulse
+    assert [int(valid[t, 1, 1]) for t in range(3, 10)] == [0, 0, 1, 0, 0, 1, 0]  # edges 2+2+1 and 5+2+1
+    np.testing.assert_array_equal(data[9], first)  # both tiles are the same GEMM
+    assert not data[10:].any()  # reset at edge 9 clears out_data from edge 10
 
 
 def test_k_over_k_max_and_bad_streams_are_rejected() -> None:
