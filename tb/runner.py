@@ -1,0 +1,48 @@
+"""Build and run one cocotb testbench under Icarus Verilog, from pytest or `make sim`.
+
+One build directory per (toplevel, parameter set), under tb/sim_build/. The
+parameters also reach the testbench as JSON in FP4SIM_TB_PARAMS, so the
+Python model is configured from the same values as the RTL. WAVES=1 in the
+environment writes an FST waveform into the build directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from cocotb_tools.runner import get_runner
+
+TB_DIR = Path(__file__).resolve().parent
+RTL_DIR = TB_DIR.parent / "rtl"
+PARAMS_ENV = "FP4SIM_TB_PARAMS"
+
+
+def run_testbench(toplevel: str, test_module: str, parameters: dict[str, int], sources: list[str]) -> None:
+    """Compile `sources` (file names under rtl/) with `parameters` and run `test_module`'s cocotb tests."""
+    tag = "-".join(f"{key}{value}" for key, value in sorted(parameters.items())) or "default"
+    build_dir = TB_DIR / "sim_build" / f"{toplevel}-{tag}"
+    waves = os.environ.get("WAVES", "0") not in ("", "0")
+    runner = get_runner("icarus")
+    runner.build(
+        sources=[RTL_DIR / name for name in sources],
+        hdl_toplevel=toplevel,
+        parameters=parameters,
+        build_dir=build_dir,
+        timescale=("1ns", "1ps"),
+        waves=waves,
+    )
+    runner.test(
+        test_module=test_module,
+        hdl_toplevel=toplevel,
+        build_dir=build_dir,
+        test_dir=TB_DIR,
+        extra_env={PARAMS_ENV: json.dumps(parameters)},
+        waves=waves,
+    )
+
+
+def tb_params() -> dict[str, int]:
+    """Inside a running testbench: the parameters the RTL was built with."""
+    return json.loads(os.environ[PARAMS_ENV])

@@ -1,0 +1,62 @@
+"""round_to_float (the accumulator converter's rounding core) against fp4sim.convert.round_to_float_bits."""
+
+from __future__ import annotations
+
+import cocotb
+import numpy as np
+import pytest
+from cocotb.triggers import Timer
+from runner import run_testbench, tb_params
+
+from fp4sim.convert import OUTPUT_FORMATS, round_to_float_bits
+
+MAG_BITS = 40
+
+
+async def check(dut, sign: int, mag: int, lsb_exp: int, p: dict) -> None:
+    dut.sign.value = sign
+    dut.mag.value = mag
+    dut.lsb_exp.value = lsb_exp
+    await Timer(1, unit="ns")
+    expected = round_to_float_bits(-mag if sign else mag, lsb_exp, p["EBITS"], p["MBITS"], False)
+    if mag == 0:
+        expected = sign << (p["EBITS"] + p["MBITS"])
+    got = dut.bits.value
+    assert got.is_resolvable, f"X/Z on bits for sign={sign} mag={mag} lsb_exp={lsb_exp}"
+    assert int(got) == expected, f"sign={sign} mag={mag:#x} lsb_exp={lsb_exp}: RTL {int(got):#x}, model {expected:#x}"
+
+
+@cocotb.test()
+async def every_16_bit_magnitude(dut) -> None:
+    """All 2^16 magnitudes, alternating signs, at LSB exponents that reach subnormals and (FP16) overflow."""
+    p = tb_params()
+    rng = np.random.default_rng(1)
+    exponents = rng.integers(-40, 8, 1 << 16)
+    for mag in range(1 << 16):
+        await check(dut, mag & 1, mag, int(exponents[mag]), p)
+
+
+@cocotb.test()
+async def wide_magnitudes_and_ties(dut) -> None:
+    """Random 40-bit magnitudes, and exact ties / near-ties at every drop position."""
+    p = tb_params()
+    rng = np.random.default_rng(2)
+    for _ in range(20_000):
+        bits = int(rng.integers(1, MAG_BITS + 1))
+        await check(dut, int(rng.integers(2)), int(rng.integers(0, 1 << bits)), int(rng.integers(-60, 10)), p)
+    for drop in range(1, MAG_BITS - p["MBITS"]):
+        for q in (1 << p["MBITS"], (1 << p["MBITS"]) + 1, (1 << (p["MBITS"] + 1)) - 1):
+            base = q << drop
+            for delta in (-1, 0, 1):
+                for half in (0, 1 << (drop - 1)):
+                    mag = base + half + delta
+                    if 0 < mag < 1 << MAG_BITS:
+                        await check(dut, 0, mag, -20, p)
+
+
+@pytest.mark.parametrize("out", list(OUTPUT_FORMATS))
+def test_round_to_float(out: str) -> None:
+    fmt = OUTPUT_FORMATS[out]
+    bias = (1 << (fmt.ebits - 1)) - 1
+    params = {"MAG_BITS": MAG_BITS, "EXP_BITS": 12, "EBITS": fmt.ebits, "MBITS": fmt.mbits, "BIAS": bias, "IEEE": 1}
+    run_testbench("round_to_float", "test_round_to_float", params, ["round_to_float.sv"])
