@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from cocotb_tools.runner import get_runner
@@ -17,6 +18,7 @@ from cocotb_tools.runner import get_runner
 TB_DIR = Path(__file__).resolve().parent
 RTL_DIR = TB_DIR.parent / "rtl"
 PARAMS_ENV = "FP4SIM_TB_PARAMS"
+SUMMARIES: list[str] = []  # one line per testbench run, printed by tb/conftest.py
 
 
 def run_testbench(toplevel: str, test_module: str, parameters: dict[str, int], sources: list[str]) -> None:
@@ -33,7 +35,7 @@ def run_testbench(toplevel: str, test_module: str, parameters: dict[str, int], s
         timescale=("1ns", "1ps"),
         waves=waves,
     )
-    runner.test(
+    results = runner.test(
         test_module=test_module,
         hdl_toplevel=toplevel,
         build_dir=build_dir,
@@ -41,6 +43,13 @@ def run_testbench(toplevel: str, test_module: str, parameters: dict[str, int], s
         extra_env={PARAMS_ENV: json.dumps(parameters)},
         waves=waves,
     )
+    SUMMARIES.append(f"{build_dir.name}: {_summary(results)}")
+
+
+def _summary(results_xml: Path) -> str:
+    cases = ET.parse(results_xml).getroot().iter("testcase")
+    outcomes = [("FAIL" if case.find("failure") is not None else "PASS") for case in cases]
+    return f"TESTS={len(outcomes)} PASS={outcomes.count('PASS')} FAIL={outcomes.count('FAIL')}"
 
 
 def tb_params() -> dict[str, int]:

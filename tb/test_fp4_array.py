@@ -19,7 +19,14 @@ from runner import run_testbench, tb_params
 from fp4sim import PEConfig, get_format
 from fp4sim.array import ArrayInputs, idle_inputs, run_array, schedule_gemm
 
-ARRAY_SOURCES = ["round_to_float.sv", "operand_decode.sv", "pe_product.sv", "delay_line.sv", "fp4_pe.sv", "fp4_array.sv"]
+ARRAY_SOURCES = [
+    "round_to_float.sv",
+    "operand_decode.sv",
+    "pe_product.sv",
+    "delay_line.sv",
+    "fp4_pe.sv",
+    "fp4_array.sv",
+]
 
 
 def config_of(p: dict) -> tuple[PEConfig, str]:
@@ -85,7 +92,9 @@ async def check_stream(dut, stream: ArrayInputs) -> None:
     p = tb_params()
     config, out = config_of(p)
     golden = run_array(stream, config, out)
-    expected = sorted(zip(golden.cycle.tolist(), golden.row.tolist(), golden.col.tolist(), golden.bits.tolist(), strict=True))
+    expected = sorted(
+        zip(golden.cycle.tolist(), golden.row.tolist(), golden.col.tolist(), golden.bits.tolist(), strict=True)
+    )
     got = sorted(await play(dut, stream, p))
     assert len(got) == len(expected), f"{len(got)} output pulses, model has {len(expected)}"
     for g, e in zip(got, expected, strict=True):

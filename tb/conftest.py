@@ -1,0 +1,17 @@
+"""Print every cocotb regression summary (tests, pass, fail) at the end of the pytest run."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import runner
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if runner.SUMMARIES:
+        terminalreporter.section("cocotb regressions (Icarus Verilog)")
+        for line in runner.SUMMARIES:
+            terminalreporter.write_line(line)
