@@ -5,7 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 APT_PACKAGES := iverilog verilator yosys
 
-.PHONY: install sysdeps test test-fast lint bench demo sim synth clean
+RTL_TOPS := $(basename $(notdir $(wildcard rtl/*.sv)))
+WAVES ?= 0
+
+.PHONY: install sysdeps test test-fast lint lint-rtl bench demo sim synth clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +31,15 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not slow"
 
-lint: install
-	$(VENV)/bin/ruff check fp4sim tests benchmarks
-	$(VENV)/bin/ruff format --check fp4sim tests benchmarks
+lint: install lint-rtl
+	$(VENV)/bin/ruff check fp4sim tests tb benchmarks models
+	$(VENV)/bin/ruff format --check fp4sim tests tb benchmarks models
+
+# Verilator -Wall on every RTL module as its own top, with its default parameters.
+lint-rtl:
+	@for top in $(RTL_TOPS); do \
+		verilator --lint-only -Wall rtl/*.sv --top-module $$top || exit 1; \
+	done; echo "lint-rtl: $(words $(RTL_TOPS)) modules clean under verilator --lint-only -Wall"
 
 bench: install
 	$(PY) benchmarks/bench_codec.py
@@ -39,8 +48,13 @@ bench: install
 demo: install
 	$(VENV)/bin/fp4sim formats E2M1 E1M2 E3M0 float8_e4m3fn
 
-sim synth:
-	@echo "make $@: not yet - the RTL and its cocotb testbenches land with issue #4" >&2; exit 2
+# Every cocotb testbench under Icarus Verilog; WAVES=1 writes FST waveforms into tb/sim_build/.
+sim: install
+	WAVES=$(WAVES) $(PY) -m pytest tb
+
+# Yosys: cell counts and transistor estimates of the MACs, the PE and a 2x2 array.
+synth: install
+	$(PY) benchmarks/hardware_cost.py
 
 clean:
-	rm -rf $(VENV) build sim_build .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build sim_build tb/sim_build .pytest_cache .ruff_cache .hypothesis

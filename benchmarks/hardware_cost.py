@@ -1,0 +1,135 @@
+"""Hardware cost from Yosys: cell counts and transistor estimates for MACs, the PE and a small array.
+
+    python benchmarks/hardware_cost.py        (make synth)
+
+Each design is synthesised flat with Yosys (`synth`), its flip-flops are
+legalised to plain D flip-flops (enables and resets become gates), and ABC
+maps the logic to NAND/NOR/NOT (`abc -g cmos2`). `-noalumacc` keeps every
+design's multiply and add as separate operators (otherwise Yosys fuses the
+INT4 multiply-add into one $macc cell and maps it worse, which would flatter
+the FP4 designs). Transistors: Yosys'
+`stat -tech cmos` for the gates (NAND2/NOR2 4, NOT 2) plus 20 per D flip-flop
+(static master-slave), an estimate, not a layout. Prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+from fp4sim import PEConfig
+
+RTL = Path(__file__).resolve().parent.parent / "rtl"
+DFF_TRANSISTORS = 20
+PAPER_MAC_AREA_UM2 = {"INT4": 410, "E2M1": 443, "E2M1 x E1M2": 432}  # LLM-FP4 Table 6, 40 nm
+K_MAX = 4096  # accumulator depth for the MAC comparison
+
+INT4_MULTIPLIER = """
+module int4_mul (input logic signed [3:0] a, input logic signed [3:0] w, output logic signed [7:0] p);
+  assign p = 8'(a) * 8'(w);
+endmodule
+"""
+
+
+class Cost(NamedTuple):
+    cells: int
+    flip_flops: int
+    transistors: int
+
+
+def synthesize(top: str, sources: list[Path], params: dict[str, int]) -> Cost:
+    """Yosys + ABC (cmos2) on one design; DFFs counted separately."""
+    chparams = "".join(f"chparam -set {key} {_verilog_int(value)} {top}; " for key, value in params.items())
+    reads = " ".join(str(path) for path in sources)
+    script = (
+        f"read_verilog -sv {reads}; {chparams}synth -noalumacc -flatten -top {top}; "
+        "dfflegalize -cell $_DFF_P_ 01; abc -g cmos2; opt_clean; stat -tech cmos"
+    )
+    log = subprocess.run(["yosys", "-p", script], check=True, capture_output=True, text=True).stdout
+    stats = log[log.rindex("Printing statistics") :]
+    cells = int(re.search(r"Number of cells:\s+(\d+)", stats).group(1))
+    dffs = sum(int(n) for n in re.findall(r"\$_DFF_P_\s+(\d+)", stats))
+    gate_transistors = int(re.search(r"Estimated number of transistors:\s+(\d+)", stats).group(1))
+    return Cost(cells, dffs, gate_transistors + DFF_TRANSISTORS * dffs)
+
+
+def _verilog_int(value: int) -> str:
+    """chparam reads no minus sign: negative values go in as 32-bit two's complement."""
+    return str(value) if value >= 0 else f"32'sh{value & 0xFFFFFFFF:08X}"
+
+
+def fp_params(fa: str, fw: str, shift_bits: int) -> tuple[dict[str, int], int]:
+    config = PEConfig.make(fa, fw, shift_bits=shift_bits, k_max=K_MAX)
+    a, w = config.fmt_a, config.fmt_w
+    params = {"A_EBITS": a.ebits, "A_MBITS": a.mbits, "W_EBITS": w.ebits, "W_MBITS": w.mbits, "SHIFT_BITS": shift_bits}
+    return params, config.acc_bits
+
+
+def mac_table() -> list[tuple[str, str, Cost, Cost]]:
+    """(name, accumulator description, multiplier cost, MAC cost) for INT4 and the FP4 MACs."""
+    product_sources = [RTL / "operand_decode.sv", RTL / "pe_product.sv"]
+    with tempfile.NamedTemporaryFile("w", suffix=".sv") as int4_mul:
+        int4_mul.write(INT4_MULTIPLIER)
+        int4_mul.flush()
+        rows = [("INT4", "20 bits", synthesize("int4_mul", [Path(int4_mul.name)], {}), None)]
+    rows[0] = (*rows[0][:3], synthesize("int4_mac", [RTL / "int4_mac.sv"], {"ACC_BITS": 20}))
+    for name, fa, fw, shift_bits in (
+        ("E2M1", "E2M1", "E2M1", 0),
+        ("E2M1 + shifter", "E2M1", "E2M1", 2),
+        ("E2M1 x E1M2", "E2M1", "E1M2", 0),
+        ("E2M1 x E1M2 + shifter", "E2M1", "E1M2", 2),
+    ):
+        params, acc_bits = fp_params(fa, fw, shift_bits)
+        product = synthesize("pe_product", product_sources, params)
+        mac = synthesize("fp4_mac", [*product_sources, RTL / "fp4_mac.sv"], {**params, "ACC_BITS": acc_bits})
+        rows.append((name, f"{acc_bits} bits", product, mac))
+    return rows
+
+
+def array_table() -> list[tuple[str, Cost]]:
+    """The PE with its converter, and a 2 x 2 array, E2M1 x E2M1, FP32 output."""
+    sources = [RTL / name for name in ("round_to_float.sv", "operand_decode.sv", "pe_product.sv", "delay_line.sv")]
+    config = PEConfig.make("E2M1", "E2M1")
+    pe_params = {"ACC_BITS": config.acc_bits, "LSB_EXP": config.lsb_exponent}
+    rows = [
+        (
+            "fp4_pe (E2M1, shift 0..3, K_max 65536, FP32 out)",
+            synthesize("fp4_pe", [*sources, RTL / "fp4_pe.sv"], pe_params),
+        )
+    ]
+    array_sources = [*sources, RTL / "fp4_pe.sv", RTL / "fp4_array.sv"]
+    rows.append(("fp4_array 2x2 (same PE)", synthesize("fp4_array", array_sources, {"ROWS": 2, "COLS": 2})))
+    return rows
+
+
+def main() -> None:
+    rows = mac_table()
+    int4_mac = rows[0][3].transistors
+    print(f"## MACs (accumulators sized for K_max = {K_MAX}; Yosys + ABC cmos2)")
+    print()
+    print(
+        "| MAC | accumulator | multiplier cells | multiplier transistors | MAC cells | MAC flip-flops "
+        "| MAC transistors | vs INT4 MAC | paper area vs INT4 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, acc, product, mac in rows:
+        paper = PAPER_MAC_AREA_UM2.get(name)
+        paper_ratio = f"{paper / PAPER_MAC_AREA_UM2['INT4']:.2f}" if paper else "-"
+        print(
+            f"| {name} | {acc} | {product.cells} | {product.transistors} | {mac.cells} | {mac.flip_flops} | "
+            f"{mac.transistors} | {mac.transistors / int4_mac:.2f} | {paper_ratio} |"
+        )
+    print()
+    print("## PE and arrays")
+    print()
+    print("| design | cells | flip-flops | transistors |")
+    print("|---|---|---|---|")
+    for name, cost in array_table():
+        print(f"| {name} | {cost.cells} | {cost.flip_flops} | {cost.transistors} |")
+
+
+if __name__ == "__main__":
+    main()
