@@ -124,32 +124,49 @@ def _check_shifts(shifts: Any, k: int, config: PEConfig) -> np.ndarray:
 def exact_accumulators(a: np.ndarray, w: np.ndarray, s: np.ndarray, config: PEConfig) -> np.ndarray:
     """The Kulisch accumulator of every output, (M, N), via an integer-exact float GEMM (spec 4.2).
 
-    float32 holding the exact integers when the float32 bound holds, else int64.
+    float32 or float64 holding the exact integers, or int64 when K had to be split.
     """
     a_table = operand_table(config.fmt_a)[None, :]
     w_table = operand_table(config.fmt_w)[None, :] << (config.max_shift - np.arange(config.max_shift + 1))[:, None]
-    # Every X is a short integer times a power of two, so float32 holds it exactly.
-    a_int = operand_matrix(a, a_table.astype(np.float32), np.zeros(a.shape[0], dtype=np.uint8))
-    w_int = operand_matrix(w, w_table.astype(np.float32), s)
     k = a.shape[1]
-    if k * config.product_max <= FLOAT32_EXACT:  # the format's bound: no need to look at the data
-        return a_int @ w_int
+    # Every X is a short integer times a power of two, so either float type holds it exactly.
+    dtype = np.float32 if k * config.product_max <= FLOAT32_EXACT else np.float64  # the format's bound
+    a_int = operand_matrix(a, a_table.astype(dtype), np.zeros(a.shape[0], dtype=np.uint8))
+    w_int = operand_matrix(w, w_table.astype(dtype), s)
+    if dtype == np.float32:
+        return _blas_matmul(a_int, w_int)
     bound = int(np.abs(a_int).max()) * int(np.abs(w_int).max())  # the data's bound, >= every |product|
     if k * bound <= FLOAT32_EXACT:
-        return a_int @ w_int
+        return _blas_matmul(a_int.astype(np.float32), w_int.astype(np.float32))
+    if k * bound <= FLOAT64_EXACT:
+        return _blas_matmul(a_int, w_int)
     chunk = FLOAT64_EXACT // bound  # >= 1: the config keeps every product below 2^53
-    a64, w64 = a_int.astype(np.float64), w_int.astype(np.float64)
-    acc = (a64[:, :chunk] @ w64[:chunk]).astype(np.int64)
+    acc = _blas_matmul(a_int[:, :chunk], w_int[:chunk]).astype(np.int64)
     for start in range(chunk, k, chunk):
-        acc += (a64[:, start : start + chunk] @ w64[start : start + chunk]).astype(np.int64)
+        acc += _blas_matmul(a_int[:, start : start + chunk], w_int[start : start + chunk]).astype(np.int64)
     return acc
 
 
+def _blas_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b through torch's BLAS, sharing one thread pool with the caller's torch work."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(a)).matmul(torch.from_numpy(np.ascontiguousarray(b))).numpy()
+
+
 def _accumulators_to_fp32(acc: np.ndarray, lsb_exponent: int) -> np.ndarray:
-    """Section 2.4 to FP32. An exact float32 integer is its own rounding, and 2^lsb keeps it normal (2.3)."""
-    if acc.dtype == np.float32:
-        acc *= np.float32(2.0**lsb_exponent)
-        return acc
+    """Section 2.4 to FP32, with the shortcuts spec 4.1 proves equal to it.
+
+    2^lsb keeps every accumulator in FP32's normal range (2.3), so scaling by
+    it is exact in either float type; an exact float32 is then its own
+    rounding, and an exact float64 rounds once in the cast. Adding +0 turns
+    the -0 a float sum of negative zero products can give into the
+    accumulator's +0.
+    """
+    if acc.dtype in (np.float32, np.float64):
+        acc *= acc.dtype.type(2.0**lsb_exponent)
+        acc += 0.0
+        return acc.astype(np.float32, copy=False)
     return accumulators_to_float(acc, lsb_exponent, FP32)
 
 

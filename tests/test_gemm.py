@@ -11,7 +11,7 @@ import oracle
 import pytest
 
 from fp4sim import PEConfig, gemm, get_format
-from fp4sim.gemm import FLOAT32_EXACT, exact_accumulators
+from fp4sim.gemm import FLOAT32_EXACT, exact_accumulators, operand_table
 
 FP4 = ("E3M0", "E2M1", "E1M2")
 MODELS = ("exact", "fp32_sequential", "aligned_truncate:13", "aligned_truncate:25", "aligned_truncate:35")
@@ -99,6 +99,26 @@ def test_output_formats_and_scale(out: str, model: str, rng: np.random.Generator
         for i in range(17)
     ]
     np.testing.assert_array_equal(scaled.astype(np.float64), np.array(expected_scaled))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "k", "path"), [("E2M1", 1, "f32"), ("E2M1", 40, "f32"), ("E3M0", 40, "f64"), ("E4M3", 3000, "i64")]
+)
+@pytest.mark.parametrize("out", list(OUT_DTYPES))
+def test_zero_sums_are_positive_zero_on_every_path(fmt: str, k: int, path: str, out: str) -> None:
+    """Row 0: negative-zero codes only. Row 1: the largest value and its negation, alternating. Both sum to +0."""
+    f = get_format(fmt)
+    config = PEConfig.make(f, f, shift_bits=3)
+    big = f.max_code
+    a = np.full((2, k), f.sign_mask, np.uint8)  # -0
+    a[1, : k // 2 * 2] = np.tile([big, big | f.sign_mask], k // 2)
+    w = np.full((k, 2), big, np.uint8)
+    bound = int(np.abs(operand_table(f)).max()) ** 2 << config.max_shift  # spec 4.2's B for these operands
+    expected_path = "f32" if k * bound <= FLOAT32_EXACT else "f64" if k * bound <= 2**53 else "i64"
+    assert expected_path == path or k == 1
+    result = gemm(a, w, np.zeros(k, np.uint8), fmt, fmt, shift_bits=3, out=out)
+    assert not np.signbit(result).any()
+    assert not result.astype(np.float32).any()
 
 
 def test_negative_scale_gives_negative_zero() -> None:
