@@ -106,19 +106,23 @@ def test_output_formats_and_scale(out: str, model: str, rng: np.random.Generator
 )
 @pytest.mark.parametrize("out", list(OUT_DTYPES))
 def test_zero_sums_are_positive_zero_on_every_path(fmt: str, k: int, path: str, out: str) -> None:
-    """Row 0: negative-zero codes only. Row 1: the largest value and its negation, alternating. Both sum to +0."""
+    """Even rows: zero codes (+0 or -0) against weights of both signs: every product is a signed zero, and
+    a float sum of them can be -0. Odd rows: the largest value and its negation (K > 1). The spec says +0.
+    """
     f = get_format(fmt)
     config = PEConfig.make(f, f, shift_bits=3)
     big = f.max_code
-    a = np.full((2, k), f.sign_mask, np.uint8)  # -0
-    a[1, : k // 2 * 2] = np.tile([big, big | f.sign_mask], k // 2)
-    w = np.full((k, 2), big, np.uint8)
+    a = np.zeros((5, k), np.uint8)
+    a[2] = f.sign_mask  # -0 times negative weights gives +0, times positive -0
+    a[1::2] = np.resize([big, big | f.sign_mask], k) if k > 1 else big
+    w = np.tile(np.linspace(1, big, 7).astype(np.uint8), (k, 1))  # distinct nonzero codes, one per column
+    w[:, ::2] |= f.sign_mask
     bound = int(np.abs(operand_table(f)).max()) ** 2 << config.max_shift  # spec 4.2's B for these operands
-    expected_path = "f32" if k * bound <= FLOAT32_EXACT else "f64" if k * bound <= 2**53 else "i64"
-    assert expected_path == path or k == 1
-    result = gemm(a, w, np.zeros(k, np.uint8), fmt, fmt, shift_bits=3, out=out)
-    assert not np.signbit(result).any()
-    assert not result.astype(np.float32).any()
+    assert path == ("f32" if k * bound <= FLOAT32_EXACT else "f64" if k * bound <= 2**53 else "i64")
+    result = gemm(a, w, np.zeros(k, np.uint8), fmt, fmt, shift_bits=3, out=out).astype(np.float32)
+    zero_rows = result[0::2] if k == 1 else result
+    assert not zero_rows.any()
+    assert not np.signbit(zero_rows).any()
 
 
 def test_negative_scale_gives_negative_zero() -> None:
