@@ -122,29 +122,59 @@ def _check_shifts(shifts: Any, k: int, config: PEConfig) -> np.ndarray:
 
 
 def exact_accumulators(a: np.ndarray, w: np.ndarray, s: np.ndarray, config: PEConfig) -> np.ndarray:
-    """The Kulisch accumulator of every output, (M, N), via an integer-exact float GEMM (spec 4.2).
+    """The Kulisch accumulator of every output, (M, N), via integer-exact float GEMMs (spec 4.2).
 
-    float32 or float64 holding the exact integers, or int64 when K had to be split.
+    Returns float32 or float64 holding the exact integers, or int64 when K had to be split.
     """
-    a_table = operand_table(config.fmt_a)[None, :]
-    w_table = operand_table(config.fmt_w)[None, :] << (config.max_shift - np.arange(config.max_shift + 1))[:, None]
     k = a.shape[1]
-    # Every X is a short integer times a power of two, so either float type holds it exactly.
-    dtype = np.float32 if k * config.product_max <= FLOAT32_EXACT else np.float64  # the format's bound
-    a_int = operand_matrix(a, a_table.astype(dtype), np.zeros(a.shape[0], dtype=np.uint8))
-    w_int = operand_matrix(w, w_table.astype(dtype), s)
-    if dtype == np.float32:
-        return _blas_matmul(a_int, w_int)
-    bound = int(np.abs(a_int).max()) * int(np.abs(w_int).max())  # the data's bound, >= every |product|
-    if k * bound <= FLOAT32_EXACT:
-        return _blas_matmul(a_int.astype(np.float32), w_int.astype(np.float32))
-    if k * bound <= FLOAT64_EXACT:
-        return _blas_matmul(a_int, w_int)
-    chunk = FLOAT64_EXACT // bound  # >= 1: the config keeps every product below 2^53
-    acc = _blas_matmul(a_int[:, :chunk], w_int[:chunk]).astype(np.int64)
+    # Every X is a short integer times a power of two, so float32 holds each operand exactly.
+    a_int = operand_matrix(a, operand_table(config.fmt_a)[None, :].astype(np.float32), np.zeros(len(a), np.uint8))
+    row_bound = k * int(np.abs(a_int).max(initial=0))  # >= every partial sum / max|W|
+    w_table = weight_table(config)
+    w_bound = int(np.abs(w_table).max())
+    if row_bound * w_bound <= FLOAT32_EXACT:
+        return _blas_matmul(a_int, operand_matrix(w, w_table.astype(np.float32), s))
+    low, high, split = split_weight_table(config)
+    if row_bound * max(int(np.abs(low).max()), int(np.abs(high).max())) <= FLOAT32_EXACT:
+        # A @ (2^t high): every partial sum is 2^t times an integer of at most 24 bits, so float32 is exact.
+        acc = _blas_matmul(a_int, operand_matrix(w, low.astype(np.float32), s)).astype(np.float64)
+        acc += _blas_matmul(a_int, operand_matrix(w, (high << split).astype(np.float32), s))
+        return acc  # both terms are integers below 2^24 * 2^t: their float64 sum is exact
+    a64, w64 = a_int.astype(np.float64), operand_matrix(w, w_table.astype(np.float64), s)
+    if row_bound * w_bound <= FLOAT64_EXACT:
+        return _blas_matmul(a64, w64)
+    chunk = max(FLOAT64_EXACT // (row_bound // k * w_bound), 1)
+    acc = _blas_matmul(a64[:, :chunk], w64[:chunk]).astype(np.int64)
     for start in range(chunk, k, chunk):
-        acc += _blas_matmul(a_int[:, start : start + chunk], w_int[start : start + chunk]).astype(np.int64)
+        acc += _blas_matmul(a64[:, start : start + chunk], w64[start : start + chunk]).astype(np.int64)
     return acc
+
+
+def weight_table(config: PEConfig) -> np.ndarray:
+    """W_int for every (shift, code): X_W(code) * 2^(S_max - s), int64 (spec 4.1)."""
+    shifts = config.max_shift - np.arange(config.max_shift + 1)
+    return operand_table(config.fmt_w)[None, :] << shifts[:, None]
+
+
+def split_weight_table(config: PEConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """W_int = low + 2^t * high, split by the product's left shift (spec 4.2), t chosen to balance the halves.
+
+    An entry is +-significand << amount with amount = (E_W - 1) + (S_max - s); entries with amount >= t go
+    to `high` divided by 2^t (exact), the rest stay in `low`.
+    """
+    fmt = config.fmt_w
+    codes = np.arange(1 << fmt.nbits)
+    field = (codes >> fmt.mbits) & ((1 << fmt.ebits) - 1)
+    amount = np.maximum(field, 1)[None, :] - 1 + (config.max_shift - np.arange(config.max_shift + 1))[:, None]
+    table = weight_table(config)
+    best = None
+    for t in range(1, int(amount.max()) + 1):
+        low = np.where(amount < t, table, 0)
+        high = np.where(amount >= t, table >> t, 0)  # floor shift is exact: 2^t divides these entries
+        peak = max(int(np.abs(low).max()), int(np.abs(high).max()))
+        if best is None or peak < best[0]:
+            best = (peak, low, high, t)
+    return best[1], best[2], best[3]
 
 
 def _blas_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ import oracle
 import pytest
 
 from fp4sim import PEConfig, gemm, get_format
-from fp4sim.gemm import FLOAT32_EXACT, exact_accumulators, operand_table
+from fp4sim.gemm import FLOAT32_EXACT, exact_accumulators, operand_table, split_weight_table, weight_table
 
 FP4 = ("E3M0", "E2M1", "E1M2")
 MODELS = ("exact", "fp32_sequential", "aligned_truncate:13", "aligned_truncate:25", "aligned_truncate:35")
@@ -101,9 +101,41 @@ def test_output_formats_and_scale(out: str, model: str, rng: np.random.Generator
     np.testing.assert_array_equal(scaled.astype(np.float64), np.array(expected_scaled))
 
 
-@pytest.mark.parametrize(
-    ("fmt", "k", "path"), [("E2M1", 1, "f32"), ("E2M1", 40, "f32"), ("E3M0", 40, "f64"), ("E4M3", 3000, "i64")]
-)
+EXACT_PATHS = [
+    ("E2M1", 1, "f32"),
+    ("E2M1", 40, "f32"),
+    ("E3M0", 40, "f32x2"),
+    ("E3M0", 5000, "f64"),
+    ("E4M3", 10_000, "i64"),
+]
+
+
+def _path(config: PEConfig, k: int, a_max: int) -> str:
+    """Which branch of spec 4.2 applies, from the spec's bounds."""
+    w_max = int(np.abs(weight_table(config)).max())
+    low, high, _ = split_weight_table(config)
+    if k * a_max * w_max <= FLOAT32_EXACT:
+        return "f32"
+    if k * a_max * max(int(np.abs(low).max()), int(np.abs(high).max())) <= FLOAT32_EXACT:
+        return "f32x2"
+    return "f64" if k * a_max * w_max <= 2**53 else "i64"
+
+
+@pytest.mark.parametrize(("fmt", "k", "path"), EXACT_PATHS)
+def test_every_exact_path_matches_the_oracle(fmt: str, k: int, path: str, rng: np.random.Generator) -> None:
+    f = get_format(fmt)
+    config = PEConfig.make(f, f, shift_bits=3)
+    a = rng.integers(0, 1 << f.nbits, (3, k), dtype=np.uint8)
+    w = rng.integers(0, 1 << f.nbits, (k, 4), dtype=np.uint8)
+    a[:, 0], w[0] = f.max_code, f.max_code  # the largest magnitudes are present
+    s = rng.integers(0, 8, k, dtype=np.uint8)
+    s[0] = 0
+    assert _path(config, k, int(np.abs(operand_table(f)).max())) == path
+    expected = _oracle_gemm("exact", a, w, s, fmt, fmt)
+    np.testing.assert_array_equal(gemm(a, w, s, fmt, fmt, shift_bits=3).view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.parametrize(("fmt", "k", "path"), EXACT_PATHS)
 @pytest.mark.parametrize("out", list(OUT_DTYPES))
 def test_zero_sums_are_positive_zero_on_every_path(fmt: str, k: int, path: str, out: str) -> None:
     """Even rows: zero codes (+0 or -0) against weights of both signs: every product is a signed zero, and
@@ -117,8 +149,7 @@ def test_zero_sums_are_positive_zero_on_every_path(fmt: str, k: int, path: str, 
     a[1::2] = np.resize([big, big | f.sign_mask], k) if k > 1 else big
     w = np.tile(np.linspace(1, big, 7).astype(np.uint8), (k, 1))  # distinct nonzero codes, one per column
     w[:, ::2] |= f.sign_mask
-    bound = int(np.abs(operand_table(f)).max()) ** 2 << config.max_shift  # spec 4.2's B for these operands
-    assert path == ("f32" if k * bound <= FLOAT32_EXACT else "f64" if k * bound <= 2**53 else "i64")
+    assert _path(config, k, int(np.abs(operand_table(f)).max())) == path
     result = gemm(a, w, np.zeros(k, np.uint8), fmt, fmt, shift_bits=3, out=out).astype(np.float32)
     zero_rows = result[0::2] if k == 1 else result
     assert not zero_rows.any()
@@ -135,29 +166,13 @@ def test_float32_blas_path_ends_where_the_bound_says(rng: np.random.Generator) -
     """E2M1 x E2M1 with shifts 0..3: |product| <= 1152 LSBs, so float32 is exact up to K = 14563."""
     config = PEConfig.make("E2M1", "E2M1")
     assert FLOAT32_EXACT // config.product_max == 14563
-    k = 20_000  # past the float32 bound: the float64 path must still be exact
+    k = 20_000  # past the one-sgemm bound: the two-piece path must still be exact
     a = np.full((2, k), 0x7, np.uint8)  # 6.0
     w = np.full((k, 3), 0x7, np.uint8)
     a[1, ::2] = 0xF  # -6.0 on even k
     acc = exact_accumulators(a, w, np.zeros(k, np.uint8), config)
     assert acc[0, 0] == k * config.product_max
     assert acc[1, 0] == 0
-
-
-def test_wide_formats_split_k_past_float64(rng: np.random.Generator) -> None:
-    """E4M3 (finite, LLM-FP4 family) products reach 2^43 LSBs, so K = 3000 needs the int64 split path."""
-    fa = fw = "E4M3"
-    config = PEConfig.make(fa, fw, shift_bits=3)
-    k = 3000
-    assert k * config.product_max > 2**53
-    a = rng.integers(0, 256, (3, k), dtype=np.uint8)
-    w = rng.integers(0, 256, (k, 4), dtype=np.uint8)
-    a[:, :100] = 0x7F  # the largest magnitude (480), so the bound really exceeds 2^53
-    w[:100] = 0x7F
-    s = rng.integers(0, 8, k, dtype=np.uint8)
-    expected = _oracle_gemm("exact", a, w, s, fa, fw)
-    result = gemm(a, w, s, fa, fw, shift_bits=3)
-    np.testing.assert_array_equal(result.view(np.uint32), expected.view(np.uint32))
 
 
 class TestAlignedTruncateBehaviour:
