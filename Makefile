@@ -8,7 +8,7 @@ APT_PACKAGES := iverilog verilator yosys
 RTL_TOPS := $(basename $(notdir $(wildcard rtl/*.sv)))
 WAVES ?= 0
 
-.PHONY: install sysdeps test test-fast lint lint-rtl bench demo sim synth clean
+.PHONY: install sysdeps test test-fast lint lint-rtl bench demo sim synth mutation-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ demo: install
 # Every cocotb testbench under Icarus Verilog; WAVES=1 writes FST waveforms into tb/sim_build/.
 sim: install
 	WAVES=$(WAVES) $(PY) -m pytest tb
+
+# Break the RTL on purpose (a copy of it) and check each testbench notices; about 2 minutes.
+mutation-check: install
+	$(PY) tb/mutation_check.py
 
 # Yosys: cell counts and transistor estimates of the MACs, the PE and a 2x2 array.
 synth: install

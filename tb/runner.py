@@ -4,6 +4,8 @@ One build directory per (toplevel, parameter set), under tb/sim_build/. The
 parameters also reach the testbench as JSON in FP4SIM_TB_PARAMS, so the
 Python model is configured from the same values as the RTL. WAVES=1 in the
 environment writes an FST waveform into the build directory.
+FP4SIM_RTL_DIR points the benches at another copy of rtl/ (builds go under
+that directory); tb/mutation_check.py uses it.
 """
 
 from __future__ import annotations
@@ -16,16 +18,17 @@ from pathlib import Path
 from cocotb_tools.runner import get_runner
 
 TB_DIR = Path(__file__).resolve().parent
-RTL_DIR = TB_DIR.parent / "rtl"
+RTL_DIR = Path(os.environ.get("FP4SIM_RTL_DIR", TB_DIR.parent / "rtl"))
+BUILD_ROOT = RTL_DIR / "sim_build" if "FP4SIM_RTL_DIR" in os.environ else TB_DIR / "sim_build"
 PARAMS_ENV = "FP4SIM_TB_PARAMS"
 SUMMARIES: list[str] = []  # one line per testbench run, printed by tb/conftest.py
 
 
 def run_testbench(toplevel: str, test_module: str, parameters: dict[str, int], sources: list[str]) -> None:
     """Compile `sources` (file names under rtl/) with `parameters` and run `test_module`'s cocotb tests."""
-    tag = "-".join(f"{key}{value}" for key, value in sorted(parameters.items())) or "default"
-    build_dir = TB_DIR / "sim_build" / f"{toplevel}-{tag}"
     waves = os.environ.get("WAVES", "0") not in ("", "0")
+    tag = "-".join(f"{key}{value}" for key, value in sorted(parameters.items())) or "default"
+    build_dir = BUILD_ROOT / f"{toplevel}-{tag}{'-waves' if waves else ''}"  # waves need their own build
     runner = get_runner("icarus")
     runner.build(
         sources=[RTL_DIR / name for name in sources],

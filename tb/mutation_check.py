@@ -1,0 +1,135 @@
+"""Break the RTL on purpose and show the testbenches notice.
+
+    python tb/mutation_check.py        (make mutation-check)
+
+Each mutation edits one line of a copy of rtl/, runs the testbench that
+should catch it (FP4SIM_RTL_DIR points the benches at the copy), and
+reports whether it failed as it should. Exits non-zero if any mutation
+survives. Not part of `make test`: every mutation costs a rebuild.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+TB = Path(__file__).resolve().parent
+RTL = TB.parent / "rtl"
+
+
+class Mutation(NamedTuple):
+    name: str
+    file: str
+    original: str
+    mutant: str
+    bench: str  # pytest node selection under tb/
+
+
+MUTATIONS = [
+    Mutation(
+        "drop the sticky bit",
+        "round_to_float.sv",
+        "if (drop >= 2 && drop <= MAG_BITS) sticky",
+        "if (1'b0) sticky",
+        "test_round_to_float.py::test_round_to_float[fp32]",
+    ),
+    Mutation(
+        "flip the ties-to-even condition",
+        "round_to_float.sv",
+        "if (guard && (sticky || q[0]))",
+        "if (guard && (sticky || !q[0]))",
+        "test_fp4_encode.py::test_fp4_encode[E2M1]",
+    ),
+    Mutation(
+        "ignore the rounding carry into the next binade",
+        "round_to_float.sv",
+        "if (q[QW-1]) begin",
+        "if (1'b0) begin",
+        "test_round_to_float.py::test_round_to_float[bf16]",
+    ),
+    Mutation(
+        "off-by-one in the exponent-bias shift",
+        "pe_product.sv",
+        "if (SHIFT_BITS > 0) amount = amount - 32'(s);",
+        "if (SHIFT_BITS > 0) amount = amount - 32'(s) + (s == 0 ? 0 : 1);",
+        "test_pe_product.py::test_pe_product[E2M1-E2M1]",
+    ),
+    Mutation(
+        "encoder shift off by one",
+        "fp4_encode.sv",
+        "if (SHIFT_BITS > 0) exponent = exponent + 32'(shift);",
+        "if (SHIFT_BITS > 0) exponent = exponent + 32'(shift) + (shift == 3 ? 1 : 0);",
+        "test_fp4_encode.py::test_fp4_encode[E2M1]",
+    ),
+    Mutation(
+        "wrong row skew (one stage too many)",
+        "fp4_array.sv",
+        "delay_line #(.WIDTH(AH), .DEPTH(r)) skew",
+        "delay_line #(.WIDTH(AH), .DEPTH(r + 1)) skew",
+        "test_fp4_array.py::test_fp4_array[E2M1xE2M1-4x4-e8m23]",
+    ),
+    Mutation(
+        "out_valid ignores in_valid (dishonest valid flag)",
+        "fp4_pe.sv",
+        "out_valid <= valid_left && last_left;",
+        "out_valid <= last_left;",
+        "test_fp4_array.py::test_fp4_array[E2M1xE2M1-4x4-e8m23]",
+    ),
+    Mutation(
+        "reset leaves the accumulator alone",
+        "fp4_pe.sv",
+        "      acc <= '0;\n      out_valid <= 1'b0;",
+        "      out_valid <= 1'b0;",
+        "test_fp4_array.py::test_fp4_array[E2M1xE2M1-4x4-e8m23]",
+    ),
+    Mutation(
+        "NaN keeps its sign",
+        "fp4_encode.sv",
+        "if (is_nan) code = {~sign,",
+        "if (is_nan) code = {sign,",
+        "test_fp4_encode.py::test_fp4_encode[E1M2]",
+    ),
+]
+
+
+def run(mutation: Mutation) -> tuple[bool, str]:
+    """(caught, first assertion line) for one mutation."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "rtl"
+        shutil.copytree(RTL, copy)
+        target = copy / mutation.file
+        text = target.read_text()
+        if text.count(mutation.original) != 1:
+            raise SystemExit(f"{mutation.name}: the original text is not found exactly once in {mutation.file}")
+        target.write_text(text.replace(mutation.original, mutation.mutant))
+        env = {**os.environ, "FP4SIM_RTL_DIR": str(copy)}
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", mutation.bench],
+            cwd=TB,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+    evidence = next((line.strip() for line in result.stdout.splitlines() if "AssertionError" in line), "")
+    return result.returncode != 0, evidence
+
+
+def main() -> None:
+    print("| mutation | file | testbench | caught | first failure |")
+    print("|---|---|---|---|---|")
+    survivors = 0
+    for mutation in MUTATIONS:
+        caught, evidence = run(mutation)
+        survivors += not caught
+        verdict = "yes" if caught else "NO"
+        print(f"| {mutation.name} | {mutation.file} | `{mutation.bench}` | {verdict} | {evidence[:110]} |")
+    sys.exit(1 if survivors else 0)
+
+
+if __name__ == "__main__":
+    main()
