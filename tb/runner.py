@@ -17,6 +17,9 @@ from pathlib import Path
 
 from cocotb_tools.runner import get_runner
 
+from fp4sim import PEConfig, get_format
+from fp4sim.pe import K_MAX_DEFAULT
+
 TB_DIR = Path(__file__).resolve().parent
 RTL_DIR = Path(os.environ.get("FP4SIM_RTL_DIR", TB_DIR.parent / "rtl"))
 BUILD_ROOT = RTL_DIR / "sim_build" if "FP4SIM_RTL_DIR" in os.environ else TB_DIR / "sim_build"
@@ -58,3 +61,11 @@ def _summary(results_xml: Path) -> str:
 def tb_params() -> dict[str, int]:
     """Inside a running testbench: the parameters the RTL was built with."""
     return json.loads(os.environ[PARAMS_ENV])
+
+
+def tb_pe_config() -> PEConfig:
+    """Inside a running testbench: the golden model's PEConfig for the RTL's A_/W_ format and shift parameters."""
+    p = tb_params()
+    fmt_a = get_format(f"E{p['A_EBITS']}M{p['A_MBITS']}", bias=p.get("A_BIAS"))
+    fmt_w = get_format(f"E{p['W_EBITS']}M{p['W_MBITS']}", bias=p.get("W_BIAS"))
+    return PEConfig(fmt_a, fmt_w, p["SHIFT_BITS"], p.get("K_MAX", K_MAX_DEFAULT))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
-from runner import run_testbench, tb_params
+from runner import run_testbench, tb_params, tb_pe_config
 
 from fp4sim import PEConfig, get_format
 from fp4sim.array import ArrayInputs, idle_inputs, run_array, schedule_gemm
@@ -29,11 +29,14 @@ ARRAY_SOURCES = [
 ]
 
 
-def config_of(p: dict) -> tuple[PEConfig, str]:
-    fmt_a = get_format(f"E{p['A_EBITS']}M{p['A_MBITS']}", bias=p["A_BIAS"])
-    fmt_w = get_format(f"E{p['W_EBITS']}M{p['W_MBITS']}", bias=p["W_BIAS"])
-    out = {(8, 23): "fp32", (8, 7): "bf16", (5, 10): "fp16"}[(p["OUT_EBITS"], p["OUT_MBITS"])]
-    return PEConfig(fmt_a, fmt_w, p["SHIFT_BITS"], p["K_MAX"]), out
+def output_name(p: dict) -> str:
+    return {(8, 23): "fp32", (8, 7): "bf16", (5, 10): "fp16"}[(p["OUT_EBITS"], p["OUT_MBITS"])]
+
+
+def gemm_stream(seed: int, count: int) -> tuple[dict, PEConfig, np.random.Generator, ArrayInputs]:
+    """The build's parameters, its PEConfig, a seeded generator and `count` random GEMMs as one stream."""
+    p, config, rng = tb_params(), tb_pe_config(), np.random.default_rng(seed)
+    return p, config, rng, random_gemms(rng, config, p["ROWS"], p["COLS"], count)
 
 
 def concat(streams: list[ArrayInputs]) -> ArrayInputs:
@@ -90,8 +93,7 @@ async def play(dut, stream: ArrayInputs, p: dict) -> list[tuple[int, int, int, i
 
 async def check_stream(dut, stream: ArrayInputs) -> None:
     p = tb_params()
-    config, out = config_of(p)
-    golden = run_array(stream, config, out)
+    golden = run_array(stream, tb_pe_config(), output_name(p))
     expected = sorted(
         zip(golden.cycle.tolist(), golden.row.tolist(), golden.col.tolist(), golden.bits.tolist(), strict=True)
     )
@@ -104,17 +106,13 @@ async def check_stream(dut, stream: ArrayInputs) -> None:
 
 @cocotb.test()
 async def back_to_back_gemms(dut) -> None:
-    p = tb_params()
-    config, _ = config_of(p)
-    await check_stream(dut, random_gemms(np.random.default_rng(11), config, p["ROWS"], p["COLS"], 40))
+    _, _, _, stream = gemm_stream(11, 40)
+    await check_stream(dut, stream)
 
 
 @cocotb.test()
 async def bubbles_with_junk(dut) -> None:
-    p = tb_params()
-    config, _ = config_of(p)
-    rng = np.random.default_rng(12)
-    stream = random_gemms(rng, config, p["ROWS"], p["COLS"], 25)
+    p, config, rng, stream = gemm_stream(12, 25)
     idle = rng.random(stream.cycles) < 0.3
     idle[0] = False
     keep = np.flatnonzero(stream.in_valid | stream.rst)
@@ -134,10 +132,7 @@ async def bubbles_with_junk(dut) -> None:
 
 @cocotb.test()
 async def resets_mid_stream(dut) -> None:
-    p = tb_params()
-    config, _ = config_of(p)
-    rng = np.random.default_rng(13)
-    stream = random_gemms(rng, config, p["ROWS"], p["COLS"], 30)
+    _, _, rng, stream = gemm_stream(13, 30)
     for t in rng.choice(np.arange(5, stream.cycles - 5), 6, replace=False):
         stream.rst[t] = 1
     await check_stream(dut, stream)

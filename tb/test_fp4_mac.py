@@ -7,18 +7,15 @@ import numpy as np
 import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
-from runner import run_testbench, tb_params
+from runner import run_testbench, tb_pe_config
 
-from fp4sim import PEConfig, get_format
+from fp4sim import PEConfig
 from fp4sim.pe import product_table
 
 
 @cocotb.test()
 async def running_sum_over_every_pair(dut) -> None:
-    p = tb_params()
-    config = PEConfig(
-        get_format(f"E{p['A_EBITS']}M{p['A_MBITS']}"), get_format(f"E{p['W_EBITS']}M{p['W_MBITS']}"), p["SHIFT_BITS"]
-    )
+    config = tb_pe_config()
     table = product_table(config)
     rng = np.random.default_rng(5)
     stimuli = [(s, a, w) for s in range(config.max_shift + 1) for a in range(16) for w in range(16)]

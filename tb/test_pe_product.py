@@ -7,9 +7,9 @@ import itertools
 import cocotb
 import pytest
 from cocotb.triggers import Timer
-from runner import run_testbench, tb_params
+from runner import run_testbench, tb_pe_config
 
-from fp4sim import PEConfig, get_format
+from fp4sim import get_format
 from fp4sim.pe import product_table
 
 FP4 = ("E3M0", "E2M1", "E1M2")
@@ -17,10 +17,7 @@ FP4 = ("E3M0", "E2M1", "E1M2")
 
 @cocotb.test()
 async def every_code_pair_and_shift(dut) -> None:
-    p = tb_params()
-    config = PEConfig(
-        get_format(f"E{p['A_EBITS']}M{p['A_MBITS']}"), get_format(f"E{p['W_EBITS']}M{p['W_MBITS']}"), p["SHIFT_BITS"]
-    )
+    config = tb_pe_config()
     table = product_table(config)
     for s, a, w in itertools.product(range(config.max_shift + 1), range(16), range(16)):
         dut.a.value, dut.w.value, dut.s.value = a, w, s

@@ -5,21 +5,11 @@ from __future__ import annotations
 import numpy as np
 import oracle
 import pytest
+from operands import random_gemm
 
 from fp4sim import PEConfig, array_gemm, gemm
 from fp4sim.array import ArrayInputs, collect_tiles, idle_inputs, port_trace, run_array, schedule_gemm
 from fp4sim.convert import FP32
-
-FP4 = ("E3M0", "E2M1", "E1M2")
-
-
-def _random_gemm(rng: np.random.Generator, m: int, k: int, n: int):
-    fa, fw = FP4[rng.integers(3)], FP4[rng.integers(3)]
-    config = PEConfig.make(fa, fw)
-    a = rng.integers(0, 16, (m, k), dtype=np.uint8)
-    w = rng.integers(0, 16, (k, n), dtype=np.uint8)
-    s = rng.integers(0, config.max_shift + 1, k, dtype=np.uint8)
-    return config, a, w, s
 
 
 @pytest.mark.parametrize(
@@ -36,7 +26,7 @@ def _random_gemm(rng: np.random.Generator, m: int, k: int, n: int):
 )
 def test_array_gemm_and_oracle_agree(m: int, k: int, n: int, rows: int, cols: int, rng: np.random.Generator) -> None:
     for _ in range(3):
-        config, a, w, s = _random_gemm(rng, m, k, n)
+        config, a, w, s = random_gemm(rng, m, k, n)
         fa, fw = config.fmt_a, config.fmt_w
         stepped = array_gemm(a, w, s, fa, fw, rows=rows, cols=cols)
         fast = gemm(a, w, s, fa, fw)
@@ -49,7 +39,7 @@ def test_array_gemm_and_oracle_agree(m: int, k: int, n: int, rows: int, cols: in
 
 @pytest.mark.parametrize("out", ["bf16", "fp16"])
 def test_narrow_outputs_match_gemm(out: str, rng: np.random.Generator) -> None:
-    config, a, w, s = _random_gemm(rng, 7, 300, 5)
+    config, a, w, s = random_gemm(rng, 7, 300, 5)
     fa, fw = config.fmt_a, config.fmt_w
     stepped = array_gemm(a, w, s, fa, fw, rows=3, cols=2, out=out)
     np.testing.assert_array_equal(stepped, gemm(a, w, s, fa, fw, out=out))
@@ -57,7 +47,7 @@ def test_narrow_outputs_match_gemm(out: str, rng: np.random.Generator) -> None:
 
 def test_every_output_appears_on_its_cycle(rng: np.random.Generator) -> None:
     """PE (r, c) of a tile whose in_last is sampled at edge n pulses out_valid at edge n + r + c + 1."""
-    config, a, w, s = _random_gemm(rng, 10, 3, 7)
+    config, a, w, s = random_gemm(rng, 10, 3, 7)
     stream, tiles = schedule_gemm(a, w, s, 4, 3)
     outputs = run_array(stream, config)
     assert outputs.cycle.size == len(tiles) * 4 * 3
@@ -84,7 +74,7 @@ def _with_bubbles(stream: ArrayInputs, rng: np.random.Generator) -> ArrayInputs:
 
 
 def test_bubbles_do_not_change_results(rng: np.random.Generator) -> None:
-    config, a, w, s = _random_gemm(rng, 6, 9, 5)
+    config, a, w, s = random_gemm(rng, 6, 9, 5)
     stream, tiles = schedule_gemm(a, w, s, 3, 3)
     bubbly = _with_bubbles(stream, rng)
     outputs = run_array(bubbly, config)
@@ -94,7 +84,7 @@ def test_bubbles_do_not_change_results(rng: np.random.Generator) -> None:
 
 def test_reset_mid_tile_clears_partial_sums(rng: np.random.Generator) -> None:
     """Reset during tile 1's K steps: tile 1 never comes out, tile 2 comes out exact."""
-    config, a, w, s = _random_gemm(rng, 2, 6, 2)
+    config, a, w, s = random_gemm(rng, 2, 6, 2)
     stream, _ = schedule_gemm(a, w, s, 2, 2)  # one tile, in_last at edge 5
     second, _ = schedule_gemm(a[:, :4], w[:4], s[:4], 2, 2)
     combined = idle_inputs(stream.cycles + second.cycles, 2, 2)
@@ -110,7 +100,7 @@ def test_reset_mid_tile_clears_partial_sums(rng: np.random.Generator) -> None:
 
 
 def test_reset_mid_drain_drops_exactly_the_outputs_still_in_flight(rng: np.random.Generator) -> None:
-    config, a, w, s = _random_gemm(rng, 4, 5, 4)
+    config, a, w, s = random_gemm(rng, 4, 5, 4)
     stream, tiles = schedule_gemm(a, w, s, 4, 4)
     last = tiles[0].last_cycle
     stream.rst[last + 3] = 1  # PEs with r + c <= 2 have pulsed by then; the rest are cleared
@@ -123,7 +113,7 @@ def test_reset_mid_drain_drops_exactly_the_outputs_still_in_flight(rng: np.rando
 
 
 def test_port_trace_holds_data_and_clears_on_reset(rng: np.random.Generator) -> None:
-    config, a, w, s = _random_gemm(rng, 2, 3, 2)
+    config, a, w, s = random_gemm(rng, 2, 3, 2)
     stream, _ = schedule_gemm(np.concatenate([a, a]), w, s, 2, 2)  # two tiles, in_last at edges 2 and 5
     stream.rst[9] = 1
     valid, data = port_trace(stream, run_array(stream, config))

@@ -9,11 +9,11 @@ import ml_dtypes
 import numpy as np
 import oracle
 import pytest
+from operands import random_gemm
 
 from fp4sim import PEConfig, gemm, get_format
 from fp4sim.gemm import FLOAT32_EXACT, exact_accumulators, operand_table, split_weight_table, weight_table
 
-FP4 = ("E3M0", "E2M1", "E1M2")
 MODELS = ("exact", "fp32_sequential", "aligned_truncate:13", "aligned_truncate:25", "aligned_truncate:35")
 OUT_DTYPES = {"fp32": np.float32, "bf16": ml_dtypes.bfloat16, "fp16": np.float16}
 
@@ -21,15 +21,6 @@ OUT_DTYPES = {"fp32": np.float32, "bf16": ml_dtypes.bfloat16, "fp16": np.float16
 def _family(name: str) -> tuple[int, int, int]:
     fmt = get_format(name)
     return fmt.ebits, fmt.mbits, fmt.bias
-
-
-def _random_case(rng: np.random.Generator, k: int, m: int, n: int):
-    fa, fw = FP4[rng.integers(3)], FP4[rng.integers(3)]
-    config = PEConfig.make(fa, fw)
-    a = rng.integers(0, 16, (m, k), dtype=np.uint8)
-    w = rng.integers(0, 16, (k, n), dtype=np.uint8)
-    s = rng.integers(0, config.max_shift + 1, k, dtype=np.uint8)
-    return fa, fw, a, w, s
 
 
 def _oracle_gemm(model: str, a, w, s, fa: str, fw: str) -> np.ndarray:
@@ -54,7 +45,8 @@ def test_ten_thousand_random_dot_products(model: str) -> None:
     rng = np.random.default_rng(zlib.crc32(model.encode()))
     checked = 0
     for _ in range(20):
-        fa, fw, a, w, s = _random_case(rng, int(rng.integers(1, 97)), 23, 23)
+        config, a, w, s = random_gemm(rng, 23, int(rng.integers(1, 97)), 23)
+        fa, fw = config.fmt_a, config.fmt_w
         result = gemm(a, w, s, fa, fw, accum=model)
         expected = _oracle_gemm(model, a, w, s, fa, fw)
         np.testing.assert_array_equal(result.view(np.uint32), expected.view(np.uint32), err_msg=f"{fa} x {fw}")
@@ -67,7 +59,8 @@ def test_groups_and_cancellation(model: str) -> None:
     """Short groups, very few fractional bits, and sums that cancel to zero through the running FP32 value."""
     rng = np.random.default_rng(7)
     for _ in range(10):
-        fa, fw, a, w, s = _random_case(rng, int(rng.integers(1, 40)), 9, 9)
+        config, a, w, s = random_gemm(rng, 9, int(rng.integers(1, 40)), 9)
+        fa, fw = config.fmt_a, config.fmt_w
         w = np.concatenate([w, w ^ 0x8], axis=0)  # every product again with the sign flipped
         a, s = np.concatenate([a, a], axis=1), np.concatenate([s, s])
         result = gemm(a, w, s, fa, fw, accum=model)
@@ -77,7 +70,8 @@ def test_groups_and_cancellation(model: str) -> None:
 @pytest.mark.parametrize(("out", "model"), list(itertools.product(OUT_DTYPES, ["exact", "aligned_truncate:13"])))
 def test_output_formats_and_scale(out: str, model: str, rng: np.random.Generator) -> None:
     """out(acc) with one rounding when unscaled; out(fp32(fp32(sum) * scale)) when scaled (spec 2.5)."""
-    fa, fw, a, w, s = _random_case(rng, 64, 17, 19)
+    config, a, w, s = random_gemm(rng, 17, 64, 19)
+    fa, fw = config.fmt_a, config.fmt_w
     scale = (rng.standard_normal(19) * 2.0 ** rng.integers(-20, 20, 19)).astype(np.float32)
     z = _oracle_gemm(model, a, w, s, fa, fw)
     kind = model.partition(":")[0]
@@ -217,7 +211,8 @@ class TestAlignedTruncateBehaviour:
         assert results["small_first"][0] == 2.0**13 + 2.0**-10  # the two small ones add first, exactly
         assert results["big_first"][0] == 2.0**13  # each 2^-11 is half an ulp of 2^13: ties to even, lost
         assert results["small_first"][1] == results["big_first"][1] == 2.0**13 + 2.0**-10
-        fa, fw, a, w, s = _random_case(rng, 32, 4, 4)
+        config, a, w, s = random_gemm(rng, 4, 32, 4)
+        fa, fw = config.fmt_a, config.fmt_w
         perm = rng.permutation(32)
         for model in ("aligned_truncate:13", "aligned_truncate:25"):
             np.testing.assert_array_equal(
