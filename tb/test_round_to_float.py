@@ -1,4 +1,8 @@
-"""round_to_float (the accumulator converter's rounding core) against fp4sim.convert.round_to_float_bits."""
+"""round_to_float (the accumulator converter's rounding core) against fp4sim.convert.round_to_float_bits.
+
+FP32 and FP16 results are also checked against numpy's float64 -> float32 / float16 casts (one IEEE
+round-to-nearest-even from the exact value, which float64 holds for magnitudes below 2^53).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from runner import run_testbench, tb_params
 from fp4sim.convert import OUTPUT_FORMATS, round_to_float_bits
 
 MAG_BITS = 40
+NUMPY_CASTS = {(8, 23): (np.float32, np.uint32), (5, 10): (np.float16, np.uint16)}
 
 
 async def check(dut, sign: int, mag: int, lsb_exp: int, p: dict) -> None:
@@ -24,6 +29,14 @@ async def check(dut, sign: int, mag: int, lsb_exp: int, p: dict) -> None:
     got = dut.bits.value
     assert got.is_resolvable, f"X/Z on bits for sign={sign} mag={mag} lsb_exp={lsb_exp}"
     assert int(got) == expected, f"sign={sign} mag={mag:#x} lsb_exp={lsb_exp}: RTL {int(got):#x}, model {expected:#x}"
+    numpy_type = NUMPY_CASTS.get((p["EBITS"], p["MBITS"]))
+    if numpy_type is not None:
+        exact = np.float64(np.ldexp(float(mag), lsb_exp)) * (-1.0 if sign else 1.0)
+        with np.errstate(over="ignore"):
+            reference = int(exact.astype(numpy_type[0]).view(numpy_type[1]))
+        assert int(got) == reference, (
+            f"sign={sign} mag={mag:#x} lsb_exp={lsb_exp}: RTL {int(got):#x}, numpy {reference:#x}"
+        )
 
 
 @cocotb.test()
