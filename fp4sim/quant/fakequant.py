@@ -1,0 +1,73 @@
+"""Fake quantization in torch, bit-identical to fp4sim.encode / decode (docs/spec.md 1.4, 1.6).
+
+LLM-FP4 writes a real-valued exponent bias b~ per tensor or channel. Here it
+is carried as the FP32 scale alpha = fp32(2^(bias - b~)) of a format at its
+default integer bias, so that quantizing x is encode(x / alpha) and
+dequantizing is decode(code) * alpha, each rounding once in FP32, on any
+device. A per-channel integer shift s (the pre-shifted bias of LLM-FP4)
+encodes x / alpha * 2^s and decodes value * 2^-s * alpha.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..formats import Format
+
+
+def max_to_scale(maxval: torch.Tensor, fmt: Format) -> torch.Tensor:
+    """The FP32 scale that maps fmt's largest value onto `maxval` (the paper's b~ from max|x|).
+
+    b~ = 2^e - log2(maxval) + log2(2 - 2^-m) - 1 makes the largest value
+    (2 - 2^-m) 2^(2^e - 1 - b~) equal maxval, i.e. alpha = maxval / max_value.
+    A zero maximum (an all-zero channel) gets scale 1.
+    """
+    maxval = maxval.double()
+    scale = maxval / float(fmt.max_value)
+    return torch.where(maxval > 0, scale, torch.ones_like(scale)).float()
+
+
+def bias_to_scale(bias: torch.Tensor, fmt: Format) -> torch.Tensor:
+    """alpha = fp32(2^(fmt.bias - b~)) for real biases b~."""
+    return torch.exp2(fmt.bias - bias.double()).float()
+
+
+def scale_to_bias(scale: torch.Tensor, fmt: Format) -> torch.Tensor:
+    """The real bias b~ = fmt.bias - log2(alpha), float64."""
+    return fmt.bias - torch.log2(scale.double())
+
+
+def round_to_format(y: torch.Tensor, fmt: Format) -> torch.Tensor:
+    """Round float32 values to `fmt`'s grid: nearest-even, saturating, signed zero kept (exact).
+
+    For the LLM-FP4 family (finite, subnormals): the step at |y| is
+    2^(max(floor(log2 |y|), 1 - bias) - m), found exactly with frexp.
+    """
+    if not (fmt.signed and fmt.subnormals and fmt.specials == "finite"):
+        raise ValueError(f"fake quantization supports the LLM-FP4 family (finite, signed, subnormals), not {fmt.name}")
+    largest = float(fmt.max_value)
+    magnitude = torch.clamp(y.abs(), max=largest)  # clip before rounding: rounding then never overflows
+    _, exponent = torch.frexp(magnitude)  # magnitude = f * 2^exponent, f in [0.5, 1); 0 for magnitude 0
+    step_exponent = torch.clamp(exponent - 1, min=1 - fmt.bias) - fmt.mbits
+    step = torch.ldexp(torch.ones_like(magnitude), step_exponent)
+    return torch.copysign(torch.round(magnitude / step) * step, y)
+
+
+def fake_quantize(x: torch.Tensor, fmt: Format, scale: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+    """decode(encode(x, fmt, scale=scale, shift=shift), fmt, scale=scale, shift=shift) in torch, float32.
+
+    `scale` and `shift` broadcast against `x` (per-tensor, or per channel
+    along any axis shaped accordingly); scales must be positive and finite.
+    """
+    y = x.float() / scale
+    if shift is None:
+        return round_to_format(y, fmt) * scale
+    power = torch.ldexp(torch.ones_like(y), shift.to(torch.int32))
+    return round_to_format(y * power, fmt) / power * scale
+
+
+def format_candidates(bits: int) -> list[tuple[int, int]]:
+    """(ebits, mbits) the search tries for a bit width: all EeMm with e >= 1, or E5M2..E1M6 at 8 bits (paper)."""
+    if bits == 8:
+        return [(bits - 1 - m, m) for m in range(2, bits - 1)]
+    return [(bits - 1 - m, m) for m in range(bits - 1)]
