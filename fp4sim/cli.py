@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .formats import Format, format_names, get_format
+from .llama import DEFAULT_MODEL
 
 
 def _describe(value) -> str:
@@ -43,6 +45,32 @@ def _cmd_formats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .llama import load_llama
+    from .perplexity import perplexity, tokenize_text
+
+    text = _read_text(args.text)
+    model, tokenizer = load_llama(args.model, dtype=args.dtype, device=args.device)
+    ids = tokenize_text(tokenizer, text)
+    result = perplexity(model, ids, context=args.context, stride=args.stride, batch_size=args.batch_size)
+    context = args.context or model.config.max_position_embeddings
+    stride = args.stride or context // 2
+    print(
+        f"perplexity {result.perplexity:.4f} over {result.tokens:,} tokens of {args.text} "
+        f"(model {args.model}, {args.dtype}, context {context}, stride {stride})"
+    )
+    return 0
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"text file {path!r} does not exist") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"text file {path!r} is not UTF-8 text: {err}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fp4sim", description="Bit-accurate reference tools for FP4 inference hardware."
@@ -58,6 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     formats.add_argument("--bias", type=int, help="exponent bias for LLM-FP4 family names such as E2M1")
     formats.set_defaults(run=_cmd_formats)
+
+    evaluate = sub.add_parser(
+        "eval",
+        help="perplexity of a LLaMA-family model on a text file (sliding windows)",
+        description="Sliding-window perplexity: every token after the first scored once, with at least "
+        "context - stride tokens of context (docs/quantization.md).",
+    )
+    evaluate.add_argument("--model", default=str(DEFAULT_MODEL), help="local checkpoint directory (default: bundled)")
+    evaluate.add_argument("--text", required=True, help="UTF-8 text file, e.g. models/shakespeare/valid.txt")
+    evaluate.add_argument("--context", type=int, help="window length in tokens (default: the model's context)")
+    evaluate.add_argument("--stride", type=int, help="window step in tokens (default: half the context)")
+    evaluate.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    evaluate.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    evaluate.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    evaluate.set_defaults(run=_cmd_eval)
     return parser
 
 
@@ -66,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"fp4sim {args.command}: error: {err}", file=sys.stderr)
         return 2
 

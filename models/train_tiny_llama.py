@@ -67,7 +67,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--kv-heads", type=int, default=4)
     p.add_argument("--intermediate", type=int, default=688)
-    p.add_argument("--max-positions", type=int, default=512)
+    p.add_argument("--max-positions", type=int, default=256, help="max_position_embeddings: the trained context")
     # Training.
     p.add_argument("--context", type=int, default=256, help="training window length in tokens, BOS included")
     p.add_argument("--batch-size", type=int, default=16)

@@ -1,0 +1,87 @@
+"""Sliding-window perplexity against transformers' own loss, and model loading errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from fp4sim.cli import main
+from fp4sim.llama import DEFAULT_MODEL, check_llama_dir, load_llama
+from fp4sim.perplexity import perplexity, tokenize_text
+
+TEXT = "ROMEO.\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n" * 6
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_llama(DEFAULT_MODEL)
+
+
+def test_one_window_equals_the_models_own_loss(bundled) -> None:
+    """Context longer than the text: one window, every token after the first scored, as labels=input_ids does."""
+    model, tokenizer = bundled
+    ids = tokenize_text(tokenizer, TEXT)
+    assert ids[0].item() == tokenizer.bos_token_id
+    with torch.no_grad():
+        reference = model(ids[None], labels=ids[None]).loss.item()
+    result = perplexity(model, ids, context=ids.numel(), progress=False)
+    assert result.tokens == ids.numel() - 1
+    assert result.nll == pytest.approx(reference, rel=1e-5)
+    assert result.perplexity == pytest.approx(math.exp(reference), rel=1e-5)
+
+
+def test_windows_score_every_token_once(bundled) -> None:
+    model, tokenizer = bundled
+    ids = tokenize_text(tokenizer, TEXT)
+    n = ids.numel()
+    overlapping = perplexity(model, ids, context=32, stride=8, batch_size=3, progress=False)
+    assert overlapping.tokens == n - 1
+    disjoint = perplexity(model, ids, context=32, stride=32, progress=False)
+    assert disjoint.tokens == n - math.ceil(n / 32)  # each window's first token has no context
+    # The first window is scored exactly as a model call on it alone
+    with torch.no_grad():
+        first = model(ids[None, :32], labels=ids[None, :32]).loss.item()
+    assert perplexity(model, ids[:32], context=32, progress=False).nll == pytest.approx(first, rel=1e-5)
+
+
+def test_batching_does_not_change_the_result(bundled) -> None:
+    model, tokenizer = bundled
+    ids = tokenize_text(tokenizer, TEXT)
+    one = perplexity(model, ids, context=24, stride=10, batch_size=1, progress=False)
+    many = perplexity(model, ids, context=24, stride=10, batch_size=7, progress=False)
+    assert one.tokens == many.tokens
+    assert one.nll == pytest.approx(many.nll, rel=1e-6)
+
+
+def test_bad_arguments(bundled) -> None:
+    model, _ = bundled
+    with pytest.raises(ValueError, match="too short"):
+        perplexity(model, torch.tensor([1]), progress=False)
+    with pytest.raises(ValueError, match="stride"):
+        perplexity(model, torch.arange(10), context=4, stride=5, progress=False)
+
+
+def test_loading_errors(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        check_llama_dir(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
+        check_llama_dir(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
+    with pytest.raises(ValueError, match="LLaMA-family"):
+        check_llama_dir(tmp_path)
+    with pytest.raises(ValueError, match="dtype"):
+        load_llama(DEFAULT_MODEL, dtype="int8")
+
+
+def test_eval_command(tmp_path, capsys) -> None:
+    text = tmp_path / "t.txt"
+    text.write_text(TEXT)
+    assert main(["eval", "--text", str(text), "--context", "32"]) == 0
+    assert "perplexity" in capsys.readouterr().out
+    assert main(["eval", "--text", str(tmp_path / "none.txt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["eval", "--model", str(tmp_path), "--text", str(text)]) == 2
+    assert "config.json" in capsys.readouterr().err
