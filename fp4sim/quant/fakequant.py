@@ -49,8 +49,16 @@ def round_to_format(y: torch.Tensor, fmt: Format) -> torch.Tensor:
     magnitude = torch.clamp(y.abs(), max=largest)  # clip before rounding: rounding then never overflows
     _, exponent = torch.frexp(magnitude)  # magnitude = f * 2^exponent, f in [0.5, 1); 0 for magnitude 0
     step_exponent = torch.clamp(exponent - 1, min=1 - fmt.bias) - fmt.mbits
-    step = torch.ldexp(torch.ones_like(magnitude), step_exponent)
+    step = pow2(step_exponent)
     return torch.copysign(torch.round(magnitude / step) * step, y)
+
+
+def pow2(exponent: torch.Tensor) -> torch.Tensor:
+    """2^exponent as float32 for integer exponents in FP32's normal range, built from its bits (exact, fast)."""
+    exponent = exponent.to(torch.int32)
+    if exponent.numel() and (int(exponent.min()) < -126 or int(exponent.max()) > 127):
+        raise ValueError("pow2 covers exponents -126..127 (FP32 normal numbers)")
+    return ((exponent + 127) << 23).view(torch.float32)
 
 
 def fake_quantize(x: torch.Tensor, fmt: Format, scale: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
@@ -62,7 +70,7 @@ def fake_quantize(x: torch.Tensor, fmt: Format, scale: torch.Tensor, shift: torc
     y = x.float() / scale
     if shift is None:
         return round_to_format(y, fmt) * scale
-    power = torch.ldexp(torch.ones_like(y), shift.to(torch.int32))
+    power = pow2(shift)
     return round_to_format(y * power, fmt) / power * scale
 
 

@@ -1,0 +1,101 @@
+"""Layer-by-layer calibration of a LLaMA model with cached inputs (docs/quantization.md).
+
+The model runs once up to the first decoder layer; after that each layer
+runs once on the cached full-precision hidden states: hooks collect the
+inputs of its seven linear layers, those are calibrated, and the layer's
+full-precision output becomes the next layer's input. Cost grows linearly
+with depth; memory holds one layer's activations beyond the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .config import QuantConfig
+from .search import LinearQuant, TensorQuant, calibrate_embedding, calibrate_linear
+
+LAYER_LINEARS = (
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+)
+
+
+class _StopForward(Exception):
+    """Raised by the hook that captures the first decoder layer's inputs."""
+
+
+def calibration_windows(ids: torch.Tensor, samples: int, length: int, seed: int) -> torch.Tensor:
+    """`samples` random windows of `length` tokens from a 1-D token stream, seeded (paper: random segments)."""
+    if ids.numel() < length + 1:
+        raise ValueError(
+            f"the calibration text has {ids.numel()} tokens; it needs more than one window of {length} tokens"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, ids.numel() - length, (samples,), generator=generator)
+    return torch.stack([ids[s : s + length] for s in starts.tolist()])
+
+
+@torch.no_grad()
+def calibrate_model(model: Any, windows: torch.Tensor, config: QuantConfig, progress: bool = True) -> dict:
+    """Quantization parameters for every quantized tensor, keyed by module name (weights stay untouched)."""
+    decoder = model.model
+    device = next(model.parameters()).device
+    hidden, layer_kwargs = _first_layer_inputs(model, windows.to(device))
+    results: dict[str, LinearQuant | TensorQuant] = {}
+    layers = tqdm(decoder.layers, desc=f"calibrating ({config.method} {config.bits})", disable=not progress)
+    for index, layer in enumerate(layers):
+        inputs = _linear_inputs(layer, hidden, layer_kwargs)
+        for name in LAYER_LINEARS:
+            linear = layer.get_submodule(name)
+            results[f"model.layers.{index}.{name}"] = calibrate_linear(linear.weight, inputs[name], config)
+        output = layer(hidden, **layer_kwargs)
+        hidden = output[0] if isinstance(output, tuple) else output
+    head_input = decoder.norm(hidden).reshape(-1, hidden.shape[-1])
+    results["lm_head"] = calibrate_linear(model.lm_head.weight, head_input, config)
+    results["model.embed_tokens"] = calibrate_embedding(decoder.embed_tokens.weight, config)
+    return results
+
+
+def _first_layer_inputs(model: Any, windows: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    captured = {}
+
+    def catch(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        captured["hidden"] = args[0] if args else kwargs.pop("hidden_states")
+        captured["kwargs"] = kwargs
+        raise _StopForward
+
+    handle = model.model.layers[0].register_forward_pre_hook(catch, with_kwargs=True)
+    try:
+        model(windows, use_cache=False)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    return captured["hidden"], captured["kwargs"]
+
+
+def _linear_inputs(layer: nn.Module, hidden: torch.Tensor, layer_kwargs: dict) -> dict[str, torch.Tensor]:
+    """Each linear's input over all calibration tokens, (tokens, in_features), from one full-precision pass."""
+    inputs: dict[str, torch.Tensor] = {}
+    handles = []
+    for name in LAYER_LINEARS:
+
+        def hook(module: nn.Module, args: tuple, name: str = name) -> None:
+            inputs[name] = args[0].reshape(-1, args[0].shape[-1]).detach()
+
+        handles.append(layer.get_submodule(name).register_forward_pre_hook(hook))
+    try:
+        layer(hidden, **layer_kwargs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return inputs

@@ -1,0 +1,66 @@
+"""Quantization settings: a serializable config, validated, defaulting to the paper's (docs/quantization.md)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+METHODS = ("minmax", "fpq-baseline", "fpq")
+BIT_SETTINGS = ("4/4/4", "4/4/8", "8/8/8", "6/6/6", "4/4/16")  # embedding / weight / activation bits
+# MinMax FP's fixed format per width (the released code's --qbits exponent bits; OCP-style at 6 and 8 bits).
+MINMAX_FORMATS = {4: (2, 1), 6: (3, 2), 8: (4, 3)}
+UNQUANTIZED = 16  # activations at 16 bits stay in floating point
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """What `quantize_model` does. Defaults are LLM-FP4's (Liu et al. 2023) unless docs/quantization.md says why not.
+
+    Attributes:
+        method: "minmax" (bias from max|x|, fixed format), "fpq-baseline" (format and bias search) or "fpq"
+            (search plus per-channel activation bias pre-shifted into the weights).
+        bits: "E/W/A": embedding, weight and activation bits.
+        grid_low, grid_high, grid_points: bias candidates b~init * linspace(grid_low, grid_high, grid_points + 1).
+        rounds: search rounds (weight biases, activation bias, weight format, activation format).
+        calib_samples, calib_length: random calibration windows of the calibration text (length is capped
+            at the model's context).
+        search_tokens: calibration tokens on which activation candidates are scored (None: all of them).
+        seed: window sampling and token subsampling.
+    """
+
+    method: str = "fpq"
+    bits: str = "4/4/4"
+    grid_low: float = 0.01
+    grid_high: float = 1.2
+    grid_points: int = 100
+    rounds: int = 3
+    calib_samples: int = 32
+    calib_length: int = 2048
+    search_tokens: int | None = 2048
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.bits not in BIT_SETTINGS:
+            raise ValueError(f"bits must be one of {', '.join(BIT_SETTINGS)} (E/W/A), got {self.bits!r}")
+        if not 0 < self.grid_low < self.grid_high or self.grid_points < 1 or self.rounds < 1:
+            raise ValueError("need 0 < grid_low < grid_high, grid_points >= 1 and rounds >= 1")
+        if self.calib_samples < 1 or self.calib_length < 2:
+            raise ValueError("need calib_samples >= 1 and calib_length >= 2")
+        if self.search_tokens is not None and self.search_tokens < 1:
+            raise ValueError("search_tokens must be positive (or None for all calibration tokens)")
+
+    @property
+    def embedding_bits(self) -> int:
+        return int(self.bits.split("/")[0])
+
+    @property
+    def weight_bits(self) -> int:
+        return int(self.bits.split("/")[1])
+
+    @property
+    def activation_bits(self) -> int:
+        return int(self.bits.split("/")[2])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
