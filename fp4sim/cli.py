@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .formats import Format, format_names, get_format
-from .llama import DEFAULT_MODEL
+from .llama import DEFAULT_MODEL, load_llama
 
 
 def _describe(value) -> str:
@@ -46,7 +46,6 @@ def _cmd_formats(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .llama import load_llama
     from .perplexity import perplexity, tokenize_text
 
     text = _read_text(args.text)
@@ -58,6 +57,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(
         f"perplexity {result.perplexity:.4f} over {result.tokens:,} tokens of {args.text} "
         f"(model {args.model}, {args.dtype}, context {context}, stride {stride})"
+    )
+    return 0
+
+
+def _cmd_act_ranges(args: argparse.Namespace) -> int:
+    from .perplexity import tokenize_text
+    from .quant.ranges import channel_ranges, plot_channel_ranges
+
+    model, tokenizer = load_llama(args.model)
+    ids = tokenize_text(tokenizer, _read_text(args.text))[: args.tokens]
+    peak = channel_ranges(model, ids, args.layer, model.config.max_position_embeddings)
+    plot_channel_ranges(peak, args.layer, args.out)
+    print(
+        f"{args.layer}: max |x| per input channel over {ids.numel():,} tokens from {peak.min():.3g} to "
+        f"{peak.max():.3g} ({peak.max() / peak.min().clamp(min=1e-30):.0f}x); plot written to {args.out}"
     )
     return 0
 
@@ -101,6 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     evaluate.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     evaluate.set_defaults(run=_cmd_eval)
+
+    ranges = sub.add_parser(
+        "act-ranges",
+        help="plot one linear layer's per-input-channel activation ranges (PNG)",
+        description="Run the model over a text and plot max |x| for every input channel of one linear layer: "
+        "the inter-channel variance that LLM-FP4's per-channel exponent bias exploits.",
+    )
+    ranges.add_argument("--model", default=str(DEFAULT_MODEL), help="local checkpoint directory (default: bundled)")
+    ranges.add_argument("--text", required=True, help="UTF-8 text file")
+    ranges.add_argument("--layer", default="model.layers.1.mlp.down_proj", help="linear layer whose input to plot")
+    ranges.add_argument("--tokens", type=int, default=8192, help="tokens of the text to run (default 8192)")
+    ranges.add_argument("--out", default="activation_ranges.png", help="PNG file to write")
+    ranges.set_defaults(run=_cmd_act_ranges)
     return parser
 
 

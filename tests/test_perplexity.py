@@ -85,3 +85,24 @@ def test_eval_command(tmp_path, capsys) -> None:
     assert "does not exist" in capsys.readouterr().err
     assert main(["eval", "--model", str(tmp_path), "--text", str(text)]) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+def test_act_ranges_command(tmp_path, capsys, bundled) -> None:
+    from fp4sim.quant.ranges import channel_ranges
+
+    text = tmp_path / "t.txt"
+    text.write_text(TEXT)
+    out = tmp_path / "ranges.png"
+    assert main(["act-ranges", "--text", str(text), "--layer", "model.layers.0.mlp.down_proj", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "max |x| per input channel" in capsys.readouterr().out
+    model, tokenizer = bundled
+    ids = tokenize_text(tokenizer, TEXT)
+    captured = []
+    layer = model.get_submodule("model.layers.0.mlp.down_proj")
+    handle = layer.register_forward_pre_hook(lambda _m, args: captured.append(args[0].abs().amax((0, 1))))
+    peak = channel_ranges(model, ids, "model.layers.0.mlp.down_proj", context=ids.numel())
+    handle.remove()
+    assert torch.equal(peak, captured[0])  # one window: the hook saw exactly that pass
+    assert main(["act-ranges", "--text", str(text), "--layer", "model.norm", "--out", str(out)]) == 2
+    assert "not a linear layer" in capsys.readouterr().err
