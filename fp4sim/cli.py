@@ -85,6 +85,11 @@ def _read_text(path: str) -> str:
         raise ValueError(f"text file {path!r} is not UTF-8 text: {err}") from None
 
 
+def _add_model_and_text(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="local checkpoint directory (default: bundled)")
+    parser.add_argument("--text", required=True, help="UTF-8 text file, e.g. models/shakespeare/valid.txt")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fp4sim", description="Bit-accurate reference tools for FP4 inference hardware."
@@ -107,8 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sliding-window perplexity: every token after the first scored once, with at least "
         "context - stride tokens of context (docs/quantization.md).",
     )
-    evaluate.add_argument("--model", default=str(DEFAULT_MODEL), help="local checkpoint directory (default: bundled)")
-    evaluate.add_argument("--text", required=True, help="UTF-8 text file, e.g. models/shakespeare/valid.txt")
+    _add_model_and_text(evaluate)
     evaluate.add_argument("--context", type=int, help="window length in tokens (default: the model's context)")
     evaluate.add_argument("--stride", type=int, help="window step in tokens (default: half the context)")
     evaluate.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
@@ -122,8 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the model over a text and plot max |x| for every input channel of one linear layer: "
         "the inter-channel variance that LLM-FP4's per-channel exponent bias exploits.",
     )
-    ranges.add_argument("--model", default=str(DEFAULT_MODEL), help="local checkpoint directory (default: bundled)")
-    ranges.add_argument("--text", required=True, help="UTF-8 text file")
+    _add_model_and_text(ranges)
     ranges.add_argument("--layer", default="model.layers.1.mlp.down_proj", help="linear layer whose input to plot")
     ranges.add_argument("--tokens", type=int, default=8192, help="tokens of the text to run (default 8192)")
     ranges.add_argument("--out", default="activation_ranges.png", help="PNG file to write")
