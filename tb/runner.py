@@ -53,9 +53,11 @@ def run_testbench(toplevel: str, test_module: str, parameters: dict[str, int], s
 
 
 def _summary(results_xml: Path) -> str:
-    cases = ET.parse(results_xml).getroot().iter("testcase")
-    outcomes = [("FAIL" if case.find("failure") is not None else "PASS") for case in cases]
-    return f"TESTS={len(outcomes)} PASS={outcomes.count('PASS')} FAIL={outcomes.count('FAIL')}"
+    cases = list(ET.parse(results_xml).getroot().iter("testcase"))
+    failed = sum(case.find("failure") is not None or case.find("error") is not None for case in cases)
+    skipped = sum(case.find("skipped") is not None for case in cases)
+    passed = len(cases) - failed - skipped
+    return f"TESTS={len(cases)} PASS={passed} FAIL={failed} SKIP={skipped}"
 
 
 def tb_params() -> dict[str, int]:
