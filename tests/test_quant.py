@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from fp4sim import get_format
-from fp4sim.quant.calibrate import LAYER_LINEARS, calibrate_model, calibration_windows
+from fp4sim.quant.calibrate import LAYER_LINEARS, calibrate_model, calibration_windows, model_calibration_windows
 from fp4sim.quant.config import QuantConfig
 from fp4sim.quant.fakequant import bias_to_scale, fake_quantize, max_to_scale
 from fp4sim.quant.modules import FakeQuantLinear, apply_fake_quant
@@ -132,6 +132,14 @@ def test_calibration_windows_are_seeded_and_checked() -> None:
     assert torch.equal(a[:, 1:] - a[:, :-1], torch.ones(4, 99, dtype=torch.long))  # contiguous segments
     with pytest.raises(ValueError, match="calibration text has"):
         calibration_windows(torch.arange(50), 4, 100, seed=1)
+
+
+def test_window_length_is_capped_at_the_models_context() -> None:
+    model = tiny_llama(1)  # context 64
+    windows = model_calibration_windows(model, torch.arange(1000), QuantConfig(calib_samples=5))  # asks for 2048
+    assert windows.shape == (5, 64)
+    shorter = model_calibration_windows(model, torch.arange(1000), QuantConfig(calib_length=20, calib_samples=5))
+    assert shorter.shape == (5, 20)
 
 
 @pytest.mark.parametrize("layers", [2, 4, 8])

@@ -44,6 +44,12 @@ def calibration_windows(ids: torch.Tensor, samples: int, length: int, seed: int)
     return torch.stack([ids[s : s + length] for s in starts.tolist()])
 
 
+def model_calibration_windows(model: Any, ids: torch.Tensor, config: QuantConfig) -> torch.Tensor:
+    """The config's calibration windows, their length capped at the model's context."""
+    length = min(config.calib_length, model.config.max_position_embeddings)
+    return calibration_windows(ids, config.calib_samples, length, config.seed)
+
+
 @torch.no_grad()
 def calibrate_model(model: Any, windows: torch.Tensor, config: QuantConfig, progress: bool = True) -> dict:
     """Quantization parameters for every quantized tensor, keyed by module name (weights stay untouched)."""

@@ -21,8 +21,8 @@ class QuantConfig:
         bits: "E/W/A": embedding, weight and activation bits.
         grid_low, grid_high, grid_points: bias candidates b~init * linspace(grid_low, grid_high, grid_points + 1).
         rounds: search rounds (weight biases, activation bias, weight format, activation format).
-        calib_samples, calib_length: random calibration windows of the calibration text (length is capped
-            at the model's context).
+        calib_samples, calib_length: random calibration windows of the calibration text;
+            calibrate.model_calibration_windows caps the length at the model's context.
         search_tokens: calibration tokens on which activation candidates are scored (None: all of them).
         seed: window sampling and token subsampling.
     """
