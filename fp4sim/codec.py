@@ -107,6 +107,36 @@ def decode(
     return out if out is not None else like_input(result, codes)
 
 
+def quantize_dequantize_rows(
+    x: np.ndarray, fmt: Format, row_scale: np.ndarray, col_shift: np.ndarray | None
+) -> np.ndarray | None:
+    """``decode(encode(x, scale=row_scale, axis=0, shift=col_shift), ...)`` in one pass, or None.
+
+    For a float32 matrix with one scale per row (or one in all) and one shift
+    per column (or none), in an LLM-FP4 family format (finite, signed, with
+    subnormals, saturating): the same bits as the two calls, without the code
+    array in between. None for other formats or when the input holds NaN; the
+    caller then takes the long way.
+    """
+    family = fmt.signed and fmt.subnormals and fmt.specials == "finite" and fmt.overflow == "saturate"
+    if x.dtype != np.float32 or x.ndim != 2 or not family or fmt.mbits > 22:
+        return None
+    shifts = np.zeros(x.shape[1], np.int64) if col_shift is None else col_shift.astype(np.int64)
+    lo, hi = (int(shifts.min()), int(shifts.max())) if shifts.size else (0, 0)
+    if not kernels.float32_is_exact_for(fmt, hi):
+        return None
+    _check_shift_exact(fmt, lo, hi)
+    up, down = np.ldexp(np.float32(1), shifts).astype(np.float32), np.ldexp(np.float32(1), -shifts).astype(np.float32)
+    min_normal = np.float32(2.0 ** (1 - fmt.bias))
+    magic = np.float32(2.0 ** (1 - fmt.bias - fmt.mbits + 23))  # its ulp is the subnormal step
+    out = np.empty_like(x)
+    kernel = kernels.fake_quant_kernel(x.size >= kernels.PARALLEL_MIN_SIZE)
+    row_scale = np.ascontiguousarray(row_scale, dtype=np.float32).reshape(-1)
+    if kernel(x, row_scale, up, down, fmt.mbits, min_normal, np.float32(fmt.max_value), magic, out):
+        return None
+    return out
+
+
 def _output(out: Any, shape: tuple[int, ...], dtype: type) -> np.ndarray:
     """A fresh result array, or the caller's `out` checked for shape, dtype and layout."""
     if out is None:

@@ -47,6 +47,18 @@ def _float_bits(typingctx, x):
     return int_type(x), codegen
 
 
+@intrinsic
+def _bits_float(typingctx, b):
+    """Reinterpret an int32 as a float32."""
+    if b != types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(b), codegen
+
+
 class EncodeParams(NamedTuple):
     """A format's constants as the encode kernel needs them."""
 
@@ -261,3 +273,41 @@ def run_decode(codes, shifts, table, pow2, out) -> int:
     """Decode flat `codes` into `out`; returns how many codes were outside the table."""
     kernel = decode_kernel(shifts.size > 0, codes.size >= PARALLEL_MIN_SIZE)
     return kernel(codes, shifts, table, pow2, out)
+
+
+@cache
+def fake_quant_kernel(parallel: bool):
+    """decode(encode(x)) fused for LLM-FP4 family formats over a float32 matrix.
+
+    Row r has scale ``scale[r]`` (or one for all), column c the shift ``2**shift_c``
+    given as ``up[c] = 2**shift_c`` and ``down[c] = 2**-shift_c``. Each element is
+    ``round(x / scale * up) * down * scale`` with round = nearest-even to the
+    format's grid, saturating: the same roundings as encode followed by decode.
+    The rounding works on the float's bits (normal binades: drop ``23 - mbits``
+    significand bits; subnormal binade: add and subtract a power of two whose ulp
+    is the subnormal step), branch-free so the column loop vectorises.
+    """
+    int_one = np.int32(1)
+
+    def loop(x, row_scale, up, down, mbits, min_normal, max_value, magic, out):
+        n_nan = 0
+        drop = np.int32(23 - mbits)
+        half = (int_one << (drop - int_one)) - int_one
+        # The kept significand's last bit decides ties; with mbits = 0 it is the implicit 1 (ties go up, spec 1.4).
+        implicit_odd = np.int32(mbits == 0)
+        row_step = 1 if row_scale.size > 1 else 0
+        for r in numba.prange(x.shape[0]):
+            scale = row_scale[r * row_step]
+            for c in range(x.shape[1]):
+                y = np.float32(x[r, c] / scale) * up[c]
+                n_nan += y != y
+                mag = min(abs(y), max_value)
+                b = _float_bits(mag)
+                odd = ((b >> drop) & int_one) | implicit_odd
+                normal = _bits_float(np.int32(((b + half + odd) >> drop) << drop))
+                subnormal = (mag + magic) - magic
+                rounded = subnormal if mag < min_normal else normal
+                out[r, c] = np.float32(np.copysign(rounded, y) * down[c]) * scale
+        return n_nan
+
+    return numba.njit(nogil=True, parallel=parallel, fastmath=False)(loop)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import fp4sim
 from fp4sim import get_format
+from fp4sim.codec import quantize_dequantize_rows
 from fp4sim.quant.fakequant import (
     bias_to_scale,
     fake_quantize,
@@ -20,6 +21,7 @@ from fp4sim.quant.fakequant import (
 )
 
 FORMATS = ["E3M0", "E2M1", "E1M2", "E2M3", "E4M3", "E5M2"]
+SEARCHED = [f"E{e}M{m}" for bits in (4, 6, 8) for e, m in format_candidates(bits)]  # every format the search tries
 
 
 def _codec(x: np.ndarray, fmt, scale: np.ndarray, shift: np.ndarray | None, axis: int) -> np.ndarray:
@@ -57,6 +59,28 @@ def test_per_tensor_scale_matches_the_codec(name: str, rng: np.random.Generator)
     expected = _codec(x, fmt, scale, None, axis=-1)
     got = fake_quantize(torch.from_numpy(x), fmt, torch.tensor(scale))
     np.testing.assert_array_equal(got.numpy().view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.parametrize("name", SEARCHED)
+def test_fused_kernel_matches_the_codec(name: str, rng: np.random.Generator) -> None:
+    """The one-pass kernel behind fake_quantize (a scale per row, a shift per column) against encode + decode."""
+    fmt = get_format(name)
+    x = _values(rng, fmt, (64, 48))
+    x[-1, :6] = [np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e38]
+    row_scale = (0.7 * np.exp2(rng.integers(-3, 3, 64)) * rng.uniform(0.5, 2.0, 64)).astype(np.float32)
+    row_scale[:2] = 0.7  # grid points and midpoints sit in the first rows
+    shift = rng.integers(0, 2**fmt.ebits, 48)
+    expected = _codec(x, fmt, row_scale, np.broadcast_to(shift, x.shape).astype(np.int8), axis=0).view(np.uint32)
+    np.testing.assert_array_equal(quantize_dequantize_rows(x, fmt, row_scale, shift).view(np.uint32), expected)
+    through_torch = fake_quantize(torch.from_numpy(x), fmt, torch.from_numpy(row_scale)[:, None], torch.tensor(shift))
+    np.testing.assert_array_equal(through_torch.numpy().view(np.uint32), expected)
+
+
+def test_fused_kernel_leaves_nan_and_other_formats_to_the_torch_ops() -> None:
+    x = np.array([[np.nan, 1.0]], np.float32)
+    assert quantize_dequantize_rows(x, get_format("E2M1"), np.float32([1.0]), None) is None
+    assert quantize_dequantize_rows(np.ones((1, 2), np.float32), get_format("float8_e4m3fn"), np.ones(1), None) is None
+    assert torch.isnan(fake_quantize(torch.from_numpy(x), get_format("E2M1"), torch.tensor(1.0))[0, 0])
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

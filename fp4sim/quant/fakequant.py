@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from ..codec import quantize_dequantize_rows
 from ..formats import Format
 
 
@@ -66,12 +67,32 @@ def fake_quantize(x: torch.Tensor, fmt: Format, scale: torch.Tensor, shift: torc
 
     `scale` and `shift` broadcast against `x` (per-tensor, or per channel
     along any axis shaped accordingly); scales must be positive and finite.
+    CPU tensors with one scale per row (or per tensor) and one shift per last-axis
+    channel take the codec's fused kernel; the rest take the torch ops below (same bits).
     """
+    fused = _fused_fake_quantize(x.float(), fmt, scale, shift)
+    if fused is not None:
+        return fused
     y = x.float() / scale
     if shift is None:
         return round_to_format(y, fmt) * scale
     power = pow2(shift)
     return round_to_format(y * power, fmt) / power * scale
+
+
+def _fused_fake_quantize(
+    x: torch.Tensor, fmt: Format, scale: torch.Tensor, shift: torch.Tensor | None
+) -> torch.Tensor | None:
+    """codec.quantize_dequantize_rows on a CPU tensor viewed as (rows, last axis), or None if it does not apply."""
+    if x.device.type != "cpu" or x.ndim == 0 or (x.requires_grad and torch.is_grad_enabled()):
+        return None
+    matrix = x.reshape(-1, x.shape[-1])
+    per_row = x.ndim == 2 and scale.shape == (x.shape[0], 1)
+    if not (scale.numel() == 1 or per_row) or not (shift is None or shift.shape == (x.shape[-1],)):
+        return None
+    col_shift = None if shift is None else shift.cpu().numpy()
+    result = quantize_dequantize_rows(matrix.detach().numpy(), fmt, scale.detach().cpu().numpy(), col_shift)
+    return None if result is None else torch.from_numpy(result).reshape(x.shape)
 
 
 def format_candidates(bits: int) -> list[tuple[int, int]]:

@@ -101,13 +101,37 @@ def activation_candidates(x: torch.Tensor, fmt: Format, grid: torch.Tensor, per_
     return candidates
 
 
-def output_mse(x: torch.Tensor, y: torch.Tensor, act: TensorQuant | None, weight_q: torch.Tensor) -> float:
-    xq = act.apply(x) if act is not None else x
-    return F.mse_loss(F.linear(xq, weight_q), y).item()
+class ActivationError:
+    """||Y - Xq Wq^T||^2 over the search tokens for candidate quantized inputs Xq, Y the full-precision output.
+
+    When the layer is wider out than in (lm_head, gate/up) it is evaluated as
+    ||Y||^2 - 2 <Xq, Y Wq> + <Xq Wq^T Wq, Xq>: a (T, in) x (in, in) product per
+    candidate instead of (T, in) x (in, out). Sums are taken in float64.
+    """
+
+    def __init__(self, y: torch.Tensor, weight_q: torch.Tensor) -> None:
+        self.weight_q = weight_q
+        self.y = y
+        self.gram = None
+        if weight_q.shape[0] > weight_q.shape[1]:
+            self.gram = weight_q.T @ weight_q
+            self.y_w = y @ weight_q
+            self.const = y.square().sum(dtype=torch.float64)
+
+    def __call__(self, xq: torch.Tensor) -> float:
+        if self.gram is None:
+            return (F.linear(xq, self.weight_q) - self.y).square().sum(dtype=torch.float64).item()
+        quadratic = ((xq @ self.gram) * xq).sum(dtype=torch.float64)
+        return (self.const - 2 * (xq * self.y_w).sum(dtype=torch.float64) + quadratic).item()
 
 
 def calibrate_linear(weight: torch.Tensor, x: torch.Tensor, config: QuantConfig) -> LinearQuant:
-    """Quantization of one linear layer from its full-precision weight and calibration inputs x (T, in)."""
+    """Quantization of one linear layer from its full-precision weight and calibration inputs x (T, in).
+
+    Each round searches the weight biases (every format), the activation bias
+    (every format), then the weight format and the activation format. A round
+    that changes nothing ends the search: the next one would repeat it exactly.
+    """
     w_bits, a_bits = config.weight_bits, config.activation_bits
     quantize_act = a_bits != UNQUANTIZED
     weight = weight.float()
@@ -131,23 +155,33 @@ def calibrate_linear(weight: torch.Tensor, x: torch.Tensor, config: QuantConfig)
     best_a = {f: activation_candidates(x, f, unit, per_channel)[0] for f in a_formats}
     w_choice = minmax_format(w_bits)
     a_choice = minmax_format(a_bits) if quantize_act else None
-    for _ in range(config.rounds):
+
+    def output_error() -> OutputError:
         act = best_a.get(a_choice)
-        error = OutputError(x, act.apply(x) if act is not None else x, weight)
+        return OutputError(x, act.apply(x) if act is not None else x, weight)
+
+    for _ in range(config.rounds):
+        before = _search_state(best_w, best_a, w_choice, a_choice)
+        error = output_error()
         for f in w_formats:
             best_w[f] = search_weight(weight, f, error, grid)
-        weight_q = best_w[w_choice].apply(weight, channel_axis=0)
+        act_error = ActivationError(y_sample, best_w[w_choice].apply(weight, channel_axis=0))
         for f in a_formats:
-            best_a[f] = min(
-                activation_candidates(x, f, grid, per_channel), key=lambda a: output_mse(sample, y_sample, a, weight_q)
-            )
-        act = best_a.get(a_choice)
-        error = OutputError(x, act.apply(x) if act is not None else x, weight)
+            best_a[f] = min(activation_candidates(x, f, grid, per_channel), key=lambda a: act_error(a.apply(sample)))
+        error = output_error()
         w_choice = min(w_formats, key=lambda f: error(best_w[f].apply(weight, channel_axis=0)).sum().item())
-        weight_q = best_w[w_choice].apply(weight, channel_axis=0)
         if quantize_act:
-            a_choice = min(a_formats, key=lambda f: output_mse(sample, y_sample, best_a[f], weight_q))
+            act_error = ActivationError(y_sample, best_w[w_choice].apply(weight, channel_axis=0))
+            a_choice = min(a_formats, key=lambda f: act_error(best_a[f].apply(sample)))
+        if _search_state(best_w, best_a, w_choice, a_choice) == before:
+            break
     return LinearQuant(best_w[w_choice], best_a.get(a_choice) if quantize_act else None)
+
+
+def _search_state(best_w: dict, best_a: dict, w_choice: Format, a_choice: Format | None) -> tuple:
+    """Everything a search round starts from, as comparable values."""
+    tensors = [t for quant in [*best_w.values(), *best_a.values()] for t in (quant.scale, quant.shift)]
+    return (w_choice, a_choice, tuple(None if t is None else tuple(t.reshape(-1).tolist()) for t in tensors))
 
 
 def calibrate_embedding(weight: torch.Tensor, config: QuantConfig) -> TensorQuant:
