@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .formats import Format, format_names, get_format
 from .llama import DEFAULT_MODEL, load_llama
+from .quant.config import BIT_SETTINGS, METHODS, QuantConfig
 
 
 def _describe(value) -> str:
@@ -49,15 +50,51 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .perplexity import perplexity, tokenize_text
 
     text = _read_text(args.text)
-    model, tokenizer = load_llama(args.model, dtype=args.dtype, device=args.device)
+    if args.quantized:
+        from .quant.export import load_quantized
+
+        model, tokenizer, _ = load_quantized(args.quantized, dtype=args.dtype, device=args.device)
+        which = f"quantized {args.quantized}"
+    else:
+        model, tokenizer = load_llama(args.model, dtype=args.dtype, device=args.device)
+        which = f"model {args.model}"
     ids = tokenize_text(tokenizer, text)
     result = perplexity(model, ids, context=args.context, stride=args.stride, batch_size=args.batch_size)
     context = args.context or model.config.max_position_embeddings
     stride = args.stride or context // 2
     print(
         f"perplexity {result.perplexity:.4f} over {result.tokens:,} tokens of {args.text} "
-        f"(model {args.model}, {args.dtype}, context {context}, stride {stride})"
+        f"({which}, {args.dtype}, context {context}, stride {stride})"
     )
+    return 0
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from .quant.config import QuantConfig
+    from .quant.quantize import quantize_checkpoint
+
+    config = QuantConfig(
+        method=args.method,
+        bits=args.bits,
+        grid_low=args.grid_low,
+        grid_high=args.grid_high,
+        grid_points=args.grid_points,
+        rounds=args.rounds,
+        calib_samples=args.calib_samples,
+        calib_length=args.calib_length,
+        search_tokens=args.search_tokens or None,
+        seed=args.seed,
+    )
+    out = quantize_checkpoint(
+        args.model,
+        _read_text(args.calib),
+        config,
+        args.out,
+        overwrite=args.overwrite,
+        dtype=args.dtype,
+        device=args.device,
+    )
+    print(f"quantized {args.model} ({config.method} {config.bits}) -> {out}")
     return 0
 
 
@@ -90,6 +127,11 @@ def _add_model_and_text(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text", required=True, help="UTF-8 text file, e.g. models/shakespeare/valid.txt")
 
 
+def _add_dtype_and_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fp4sim", description="Bit-accurate reference tools for FP4 inference hardware."
@@ -116,9 +158,40 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--context", type=int, help="window length in tokens (default: the model's context)")
     evaluate.add_argument("--stride", type=int, help="window step in tokens (default: half the context)")
     evaluate.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    evaluate.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    evaluate.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    evaluate.add_argument("--quantized", help="an export directory from fp4sim quantize (replaces --model)")
+    _add_dtype_and_device(evaluate)
     evaluate.set_defaults(run=_cmd_eval)
+
+    quantize = sub.add_parser(
+        "quantize",
+        help="quantize a LLaMA-family checkpoint with LLM-FP4 and write the hardware export",
+        description="Calibrate layer by layer on a text (format and exponent-bias search, docs/quantization.md) and "
+        "write packed FP4 weight codes, per-input-channel shifts and FP32 scales (safetensors + JSON).",
+    )
+    quantize.add_argument("--model", default=str(DEFAULT_MODEL), help="local checkpoint directory (default: bundled)")
+    quantize.add_argument("--calib", required=True, help="UTF-8 calibration text, e.g. models/shakespeare/train.txt")
+    quantize.add_argument("--out", required=True, help="export directory to create")
+    quantize.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
+    quantize.add_argument("--method", default="fpq", choices=METHODS, help="default: fpq (LLM-FP4)")
+    quantize.add_argument("--bits", default="4/4/4", choices=BIT_SETTINGS, help="embedding/weight/activation bits")
+    defaults = QuantConfig()
+    quantize.add_argument("--grid-low", type=float, default=defaults.grid_low, help="bias grid start (x b~init)")
+    quantize.add_argument("--grid-high", type=float, default=defaults.grid_high, help="bias grid end (x b~init)")
+    quantize.add_argument("--grid-points", type=int, default=defaults.grid_points, help="bias grid intervals")
+    quantize.add_argument("--rounds", type=int, default=defaults.rounds, help="search rounds")
+    quantize.add_argument("--calib-samples", type=int, default=defaults.calib_samples, help="calibration windows")
+    quantize.add_argument(
+        "--calib-length", type=int, default=defaults.calib_length, help="window tokens (capped at the model's context)"
+    )
+    quantize.add_argument(
+        "--search-tokens",
+        type=int,
+        default=defaults.search_tokens,
+        help="tokens scoring activation candidates (0: all)",
+    )
+    quantize.add_argument("--seed", type=int, default=defaults.seed)
+    _add_dtype_and_device(quantize)
+    quantize.set_defaults(run=_cmd_quantize)
 
     ranges = sub.add_parser(
         "act-ranges",
@@ -139,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
         print(f"fp4sim {args.command}: error: {err}", file=sys.stderr)
         return 2
 

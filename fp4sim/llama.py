@@ -32,11 +32,18 @@ def check_llama_dir(path: str | Path) -> dict[str, Any]:
 def load_llama(path: str | Path = DEFAULT_MODEL, *, dtype: str = "float32", device: str = "cpu") -> tuple[Any, Any]:
     """(model, tokenizer) from a local LLaMA-family checkpoint, in eval mode, offline."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
-    check_llama_dir(path)
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    tokenizer = load_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype))
     return model.to(device).eval(), tokenizer
+
+
+def load_tokenizer(path: str | Path = DEFAULT_MODEL) -> Any:
+    """The tokenizer of a local LLaMA-family checkpoint, offline."""
+    from transformers import AutoTokenizer
+
+    check_llama_dir(path)
+    return AutoTokenizer.from_pretrained(path, local_files_only=True)

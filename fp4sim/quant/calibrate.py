@@ -44,9 +44,9 @@ def calibration_windows(ids: torch.Tensor, samples: int, length: int, seed: int)
     return torch.stack([ids[s : s + length] for s in starts.tolist()])
 
 
-def model_calibration_windows(model: Any, ids: torch.Tensor, config: QuantConfig) -> torch.Tensor:
-    """The config's calibration windows, their length capped at the model's context."""
-    length = min(config.calib_length, model.config.max_position_embeddings)
+def model_calibration_windows(context: int, ids: torch.Tensor, config: QuantConfig) -> torch.Tensor:
+    """The config's calibration windows, their length capped at the model's context (max_position_embeddings)."""
+    length = min(config.calib_length, context)
     return calibration_windows(ids, config.calib_samples, length, config.seed)
 
 

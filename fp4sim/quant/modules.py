@@ -1,4 +1,9 @@
-"""Fake-quantized model: linear layers and the embedding replaced in place (torch path)."""
+"""Quantized models: linear layers and the embedding replaced in place.
+
+`FakeQuantLinear` is the unfolded form used during calibration (quantize x and
+W, then a float linear); `QuantizedLinear` runs the folded hardware form of an
+export (folded.py) on torch ops or on the simulator.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .folded import BACKENDS, FoldedLinear, code_values, forward_simulator, forward_torch
 from .search import LinearQuant, TensorQuant
 
 
@@ -38,3 +44,30 @@ def apply_fake_quant(model: Any, params: dict[str, LinearQuant | TensorQuant]) -
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, FakeQuantLinear(getattr(parent, child), quant))
     return model
+
+
+class QuantizedLinear(nn.Module):
+    """A folded linear layer: FP4 codes, shifts and FP32 scales, on `backend` "torch" or "simulator"."""
+
+    def __init__(self, folded: FoldedLinear, backend: str = "torch", accum: str = "exact") -> None:
+        super().__init__()
+        self.folded = folded
+        self.register_buffer("weight_values", code_values(folded.weight_format, folded.weight_codes), persistent=False)
+        self.set_backend(backend, accum)
+
+    def set_backend(self, backend: str, accum: str = "exact") -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend == "simulator":
+            self.folded.pe_config()  # raises for layers the array cannot run
+        self.backend, self.accum = backend, accum
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend == "simulator":
+            return forward_simulator(self.folded, x, self.accum).to(x.device, x.dtype)
+        return forward_torch(self.folded, x, self.weight_values).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        f = self.folded
+        act = f.input_format.name if f.input_format is not None else "float"
+        return f"{f.in_features} -> {f.out_features}, W {f.weight_format.name}, A {act}, backend {self.backend}"

@@ -1,0 +1,155 @@
+"""The folded (hardware) form of a quantized linear layer, and its two forward paths (docs/quantization.md).
+
+LLM-FP4 quantizes the input of layer ``y = x W^T`` with a tensor scale
+``alpha_X`` and, under FPQ, an integer bias ``s_j`` per input channel; the
+weight with one scale ``alpha_W[k]`` per output channel. Folding moves every
+factor the MAC array does not compute out of the sum:
+
+    y[k] = fp32(alpha_X * alpha_W[k]) * sum_j A[j] * 2^-s_j * W[j, k]
+
+with ``A = encode(x / alpha_X * 2^s)`` and ``W`` the weight codes. The
+``2^-s_j`` is the array's per-input-channel exponent shift (docs/spec.md 2.2):
+the pre-shifted exponent bias of the paper, folded into the weights.
+
+Two forward paths compute that sum. ``simulator`` runs ``fp4sim.gemm`` (the
+array's bits, any accumulation model). ``torch`` is the same formula in torch
+ops on any device: code values times ``2^-s`` are exact floats, and the BLAS
+sum is exact in float32 when every partial sum stays below ``2^24`` LSBs (else
+float64 is used), so in exact mode both paths give the same bits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..codec import encode
+from ..formats import Format
+from ..gemm import FLOAT32_EXACT, gemm, operand_table, weight_table
+from ..pe import K_MAX_DEFAULT, PEConfig
+from .fakequant import fake_quantize
+from .search import LinearQuant
+
+BACKENDS = ("torch", "simulator")
+
+
+@dataclass(frozen=True, eq=False)
+class FoldedLinear:
+    """One quantized linear layer as FP4 hardware holds it.
+
+    Attributes:
+        weight_format: format of the weight codes (default bias).
+        weight_codes: (out, in) uint8 codes, row k quantized with ``weight_scale[k]``.
+        weight_scale: (out,) float32 ``alpha_W``.
+        input_format: activation format, or None when activations stay in floating point.
+        input_scale: 0-d float32 ``alpha_X`` (1 when the input is not quantized).
+        input_shift: (in,) uint8 per-input-channel exponent shift ``s_j`` (zeros without FPQ).
+        bias: (out,) float32, or None.
+    """
+
+    weight_format: Format
+    weight_codes: torch.Tensor
+    weight_scale: torch.Tensor
+    input_format: Format | None
+    input_scale: torch.Tensor
+    input_shift: torch.Tensor
+    bias: torch.Tensor | None = None
+
+    @property
+    def in_features(self) -> int:
+        return self.weight_codes.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight_codes.shape[0]
+
+    @property
+    def output_scale(self) -> torch.Tensor:
+        """fp32(alpha_X * alpha_W[k]): the per-output-channel scale the array's epilogue applies (spec 2.5)."""
+        return self.input_scale * self.weight_scale
+
+    def pe_config(self) -> PEConfig:
+        """The MAC array that runs this layer: its formats, and K_max at least the layer's input width."""
+        if self.input_format is None:
+            raise ValueError("this layer keeps its input in floating point; the FP4 MAC array needs FP4 activations")
+        return PEConfig.make(self.input_format, self.weight_format, k_max=max(K_MAX_DEFAULT, self.in_features))
+
+
+def fold_linear(weight: torch.Tensor, quant: LinearQuant, bias: torch.Tensor | None = None) -> FoldedLinear:
+    """The folded form of a calibrated linear layer (weight (out, in), as nn.Linear holds it)."""
+    w = quant.weight
+    codes = encode(weight.detach().float().cpu(), w.fmt, scale=w.scale.cpu(), axis=0)
+    act = quant.activation
+    if act is None:
+        input_scale, shift = torch.tensor(1.0), torch.zeros(weight.shape[1], dtype=torch.uint8)
+    else:
+        input_scale = act.scale.detach().float().cpu().reshape(())
+        shift = torch.zeros(weight.shape[1], dtype=torch.uint8) if act.shift is None else act.shift.to(torch.uint8)
+    return FoldedLinear(
+        weight_format=w.fmt,
+        weight_codes=codes,
+        weight_scale=w.scale.detach().float().cpu(),
+        input_format=None if act is None else act.fmt,
+        input_scale=input_scale,
+        input_shift=shift.cpu(),
+        bias=None if bias is None else bias.detach().float().cpu(),
+    )
+
+
+def code_values(fmt: Format, codes: torch.Tensor) -> torch.Tensor:
+    """Every code's exact value as float32, by table lookup (any device)."""
+    table = torch.from_numpy(fmt.values().astype(np.float32)).to(codes.device)
+    return table[codes.long()]
+
+
+def input_values(layer: FoldedLinear, x: torch.Tensor) -> torch.Tensor:
+    """value(A[j]) * 2^-s_j for float32 inputs x (..., in): the activation as the array sees it, exact."""
+    y = x / layer.input_scale.to(x.device)  # one float32 rounding, as encode(x, scale=alpha_X) does
+    return fake_quantize(y, layer.input_format, torch.ones((), device=x.device), layer.input_shift.to(x.device))
+
+
+def sum_dtype(layer: FoldedLinear) -> torch.dtype:
+    """float32 when every partial sum of the layer is an integer below 2^24 LSBs (spec 4.2), else float64."""
+    config = layer.pe_config()
+    bound = layer.in_features * int(np.abs(operand_table(config.fmt_a)).max()) * int(np.abs(weight_table(config)).max())
+    return torch.float32 if bound <= FLOAT32_EXACT else torch.float64
+
+
+def forward_torch(layer: FoldedLinear, x: torch.Tensor, weight_values: torch.Tensor) -> torch.Tensor:
+    """The folded layer in torch ops; `weight_values` is code_values(weight_codes) on x's device. float32 out."""
+    x = x.float()
+    if layer.input_format is None:  # weight-only quantization
+        y = F.linear(x, weight_values * layer.weight_scale.to(x.device)[:, None])
+    else:
+        dtype = sum_dtype(layer)
+        acc = F.linear(input_values(layer, x).to(dtype), weight_values.to(dtype)) + 0.0  # +0, never -0 (spec 2.4)
+        y = acc.float() * layer.output_scale.to(x.device)
+    return y if layer.bias is None else y + layer.bias.to(x.device)
+
+
+def forward_simulator(layer: FoldedLinear, x: torch.Tensor, accum: str = "exact") -> torch.Tensor:
+    """The folded layer through fp4sim.gemm (the array's bits under `accum`); CPU, float32 out."""
+    config = layer.pe_config()
+    rows = x.detach().float().cpu().reshape(-1, layer.in_features)
+    shifts = layer.input_shift.numpy()
+    codes = encode(rows.numpy(), layer.input_format, scale=layer.input_scale.numpy(), shift=shifts[None, :])
+    y = gemm(
+        codes,
+        weight_codes_kn(layer),
+        shifts,
+        layer.input_format,
+        layer.weight_format,
+        accum=accum,
+        scale=layer.output_scale.numpy(),
+        k_max=config.k_max,
+    )
+    y = torch.from_numpy(y).reshape(*x.shape[:-1], layer.out_features)
+    return y if layer.bias is None else y + layer.bias
+
+
+def weight_codes_kn(layer: FoldedLinear) -> np.ndarray:
+    """The weight codes as the array takes them: (K, N) = (in, out), C-contiguous."""
+    return np.ascontiguousarray(layer.weight_codes.numpy().T)

@@ -1,0 +1,35 @@
+"""Checkpoint in, export directory out: what ``fp4sim quantize`` runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..llama import check_llama_dir, load_llama, load_tokenizer
+from ..perplexity import tokenize_text
+from .calibrate import calibrate_model, model_calibration_windows
+from .config import QuantConfig
+from .export import check_target, export_quantized
+
+
+def quantize_checkpoint(
+    model_path: str | Path,
+    calib_text: str,
+    config: QuantConfig,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    dtype: str = "float32",
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """Calibrate a local LLaMA-family checkpoint on `calib_text` and write the hardware export to `out`.
+
+    The checkpoint, the target and the calibration text are checked before the
+    model loads; the export appears whole or not at all.
+    """
+    context = check_llama_dir(model_path).get("max_position_embeddings", config.calib_length)
+    check_target(Path(out), overwrite)
+    windows = model_calibration_windows(context, tokenize_text(load_tokenizer(model_path), calib_text), config)
+    model, tokenizer = load_llama(model_path, dtype=dtype, device=device)
+    params = calibrate_model(model, windows, config, progress=progress)
+    return export_quantized(model, tokenizer, params, config, out, source=str(model_path), overwrite=overwrite)
