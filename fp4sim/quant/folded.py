@@ -74,7 +74,7 @@ class FoldedLinear:
     def pe_config(self) -> PEConfig:
         """The MAC array that runs this layer: its formats, and K_max at least the layer's input width."""
         if self.input_format is None:
-            raise ValueError("this layer keeps its input in floating point; the FP4 MAC array needs FP4 activations")
+            raise ValueError("this layer keeps its input in floating point; the MAC array needs FP4 activations")
         return PEConfig.make(self.input_format, self.weight_format, k_max=max(K_MAX_DEFAULT, self.in_features))
 
 
