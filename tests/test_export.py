@@ -89,7 +89,7 @@ def _layer(seed: int, k: int, n: int, fmt_a: str, fmt_w: str, power_of_two: bool
 
 @pytest.mark.parametrize(("fmt_a", "fmt_w"), [("E2M1", "E2M1"), ("E1M2", "E3M0"), ("E3M0", "E2M1")])
 def test_folded_weights_and_inputs_are_the_fake_quantized_ones(fmt_a: str, fmt_w: str) -> None:
-    """decode(codes) * alpha_W equals the fake-quantized weight, and value(A) 2^-s * alpha_X the fake-quantized input."""
+    """decode(codes) * alpha_W is the fake-quantized weight; value(A) 2^-s * alpha_X the fake-quantized input."""
     weight, quant = _layer(0, 48, 40, fmt_a, fmt_w, power_of_two=False)
     folded = fold_linear(weight, quant)
     dequantized = fp4sim.decode(folded.weight_codes, folded.weight_format, scale=folded.weight_scale, axis=0)
@@ -100,7 +100,7 @@ def test_folded_weights_and_inputs_are_the_fake_quantized_ones(fmt_a: str, fmt_w
 
 @pytest.mark.parametrize(("fmt_a", "fmt_w"), [("E2M1", "E2M1"), ("E1M2", "E2M1"), ("E2M1", "E3M0")])
 def test_fold_equals_unfold_bit_for_bit_with_power_of_two_scales(fmt_a: str, fmt_w: str) -> None:
-    """With power-of-two scales every dequantized value and every partial sum is exact: both forms give the same bits."""
+    """With power-of-two scales every dequantized value and partial sum is exact: both forms give the same bits."""
     weight, quant = _layer(1, 64, 24, fmt_a, fmt_w, power_of_two=True)
     x = torch.randn(32, 64) * 2
     unfolded = FakeQuantLinear(torch.nn.Linear(64, 24, bias=False), quant)
