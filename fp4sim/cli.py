@@ -49,7 +49,9 @@ def _cmd_formats(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .perplexity import perplexity, tokenize_text
 
-    text = _read_text(args.text)
+    if not args.text and not args.tasks:
+        raise ValueError("give --text FILE (perplexity), --tasks NAMES (zero-shot), or both")
+    text = _read_text(args.text) if args.text else None
     if args.quantized:
         from .quant.export import load_quantized
 
@@ -58,14 +60,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     else:
         model, tokenizer = load_llama(args.model, dtype=args.dtype, device=args.device)
         which = f"model {args.model}"
-    ids = tokenize_text(tokenizer, text)
-    result = perplexity(model, ids, context=args.context, stride=args.stride, batch_size=args.batch_size)
-    context = args.context or model.config.max_position_embeddings
-    stride = args.stride or context // 2
-    print(
-        f"perplexity {result.perplexity:.4f} over {result.tokens:,} tokens of {args.text} "
-        f"({which}, {args.dtype}, context {context}, stride {stride})"
-    )
+    if text is not None:
+        result = perplexity(
+            model, tokenize_text(tokenizer, text), context=args.context, stride=args.stride, batch_size=args.batch_size
+        )
+        context = args.context or model.config.max_position_embeddings
+        stride = args.stride or context // 2
+        print(
+            f"perplexity {result.perplexity:.4f} over {result.tokens:,} tokens of {args.text} "
+            f"({which}, {args.dtype}, context {context}, stride {stride})"
+        )
+    if args.tasks:
+        from .tasks import zero_shot
+
+        scores = zero_shot(model, tokenizer, args.tasks.split(","), batch_size=args.batch_size, limit=args.limit)
+        for task, metrics in scores.items():
+            print(f"{task}: " + ", ".join(f"{name} {value:.4f}" for name, value in sorted(metrics.items())))
     return 0
 
 
@@ -154,7 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sliding-window perplexity: every token after the first scored once, with at least "
         "context - stride tokens of context (docs/quantization.md).",
     )
-    _add_model_and_text(evaluate)
+    evaluate.add_argument("--model", default=str(DEFAULT_MODEL), help="local checkpoint directory (default: bundled)")
+    evaluate.add_argument("--text", help="UTF-8 text file for perplexity, e.g. models/shakespeare/valid.txt")
+    evaluate.add_argument(
+        "--tasks",
+        help="comma-separated lm-evaluation-harness tasks (names with locally cached datasets, or YAML paths), 0-shot",
+    )
+    evaluate.add_argument("--limit", type=int, help="examples per task (default: all)")
     evaluate.add_argument("--context", type=int, help="window length in tokens (default: the model's context)")
     evaluate.add_argument("--stride", type=int, help="window step in tokens (default: half the context)")
     evaluate.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
