@@ -206,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="tokens scoring activation candidates (0: all)",
     )
     quantize.add_argument("--seed", type=int, default=defaults.seed)
+    quantize.add_argument(
+        "--device-map", help="accelerate device map for models larger than one device, e.g. auto (replaces --device)"
+    )
+    quantize.add_argument("--offload-folder", help="where accelerate offloads layers that fit nowhere else")
     _add_dtype_and_device(quantize)
     quantize.set_defaults(run=_cmd_quantize)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +31,49 @@ def check_llama_dir(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def load_llama(path: str | Path = DEFAULT_MODEL, *, dtype: str = "float32", device: str = "cpu") -> tuple[Any, Any]:
-    """(model, tokenizer) from a local LLaMA-family checkpoint, in eval mode, offline."""
+def load_llama(
+    path: str | Path = DEFAULT_MODEL,
+    *,
+    dtype: str = "float32",
+    device: str = "cpu",
+    device_map: str | dict | None = None,
+    offload_folder: str | Path | None = None,
+) -> tuple[Any, Any]:
+    """(model, tokenizer) from a local LLaMA-family checkpoint, in eval mode, offline.
+
+    With `device_map` (e.g. "auto") accelerate places the layers across devices,
+    CPU memory and `offload_folder` on disk, for models larger than one device;
+    `device` is then ignored.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
     tokenizer = load_tokenizer(path)
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype))
-    return model.to(device).eval(), tokenizer
+    placement = {} if device_map is None else {"device_map": device_map, "offload_folder": offload_folder}
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype), **placement)
+    return (model if device_map is not None else model.to(device)).eval(), tokenizer
+
+
+@contextmanager
+def onloaded(module: Any) -> Iterator[None]:
+    """Inside, every parameter of `module` is a real tensor, also where accelerate offloaded it to CPU or disk."""
+    from accelerate.utils import align_module_device, has_offloaded_params
+
+    with ExitStack() as stack:
+        for sub in module.modules():
+            if has_offloaded_params(sub):
+                stack.enter_context(align_module_device(sub))
+        yield
+
+
+def input_device(model: Any) -> Any:
+    """Where to put input ids: the embedding's device, or the CPU when accelerate moves inputs itself."""
+    import torch
+
+    weight = model.get_input_embeddings().weight
+    return torch.device("cpu") if weight.is_meta else weight.device
 
 
 def load_tokenizer(path: str | Path = DEFAULT_MODEL) -> Any:

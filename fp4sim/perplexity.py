@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 import torch
 from tqdm import tqdm
 
+from .llama import input_device
+
 
 class Perplexity(NamedTuple):
     perplexity: float
@@ -56,7 +58,7 @@ def perplexity(
         scored_until = end
         if end == ids.numel():
             break
-    device = next(model.parameters()).device
+    device = input_device(model)
     total, count = 0.0, 0
     for start in tqdm(range(0, len(windows), batch_size), desc="perplexity", disable=not progress, unit="batch"):
         batch = windows[start : start + batch_size]

@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 import fp4sim
 from fp4sim import get_format
 from fp4sim.cli import main
-from fp4sim.llama import DEFAULT_MODEL
+from fp4sim.llama import DEFAULT_MODEL, load_llama
 from fp4sim.quant.calibrate import calibrate_model, calibration_windows
 from fp4sim.quant.config import QuantConfig
 from fp4sim.quant.export import (
@@ -331,3 +331,25 @@ def test_folded_linear_properties() -> None:
     assert (folded.in_features, folded.out_features) == (16, 4)
     assert torch.equal(folded.output_scale, quant.activation.scale * quant.weight.scale)
     assert folded.pe_config().k_max >= 16
+
+
+def test_a_disk_offloaded_model_exports_the_same_bits(checkpoint: Path, tmp_path: Path) -> None:
+    """accelerate's offload (every layer on disk here) changes where weights live, not what the export holds."""
+    from safetensors.torch import load_file
+
+    config = QuantConfig(method="fpq", **FAST)
+    in_memory = quantize_checkpoint(checkpoint, CALIB_TEXT, config, tmp_path / "memory", progress=False)
+    offloaded = quantize_checkpoint(
+        checkpoint,
+        CALIB_TEXT,
+        config,
+        tmp_path / "disk",
+        device_map={"": "disk"},
+        offload_folder=tmp_path / "offload",
+        progress=False,
+    )
+    model, _ = load_llama(checkpoint, device_map={"": "disk"}, offload_folder=tmp_path / "offload")
+    assert model.model.layers[0].self_attn.q_proj.weight.is_meta  # the weights really live on disk
+    expected, got = load_file(in_memory / TENSORS_FILE), load_file(offloaded / TENSORS_FILE)
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[key], got[key]) for key in expected)

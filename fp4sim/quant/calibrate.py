@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..llama import input_device, onloaded
 from .config import QuantConfig
 from .search import LinearQuant, TensorQuant, calibrate_embedding, calibrate_linear
 
@@ -54,20 +55,22 @@ def model_calibration_windows(context: int, ids: torch.Tensor, config: QuantConf
 def calibrate_model(model: Any, windows: torch.Tensor, config: QuantConfig, progress: bool = True) -> dict:
     """Quantization parameters for every quantized tensor, keyed by module name (weights stay untouched)."""
     decoder = model.model
-    device = next(model.parameters()).device
-    hidden, layer_kwargs = _first_layer_inputs(model, windows.to(device))
+    hidden, layer_kwargs = _first_layer_inputs(model, windows.to(input_device(model)))
     results: dict[str, LinearQuant | TensorQuant] = {}
     layers = tqdm(decoder.layers, desc=f"calibrating ({config.method} {config.bits})", disable=not progress)
     for index, layer in enumerate(layers):
         inputs = _linear_inputs(layer, hidden, layer_kwargs)
         for name in LAYER_LINEARS:
             linear = layer.get_submodule(name)
-            results[f"model.layers.{index}.{name}"] = calibrate_linear(linear.weight, inputs[name], config)
+            with onloaded(linear):
+                results[f"model.layers.{index}.{name}"] = calibrate_linear(linear.weight, inputs[name], config)
         output = layer(hidden, **layer_kwargs)
         hidden = output[0] if isinstance(output, tuple) else output
     head_input = decoder.norm(hidden).reshape(-1, hidden.shape[-1])
-    results["lm_head"] = calibrate_linear(model.lm_head.weight, head_input, config)
-    results["model.embed_tokens"] = calibrate_embedding(decoder.embed_tokens.weight, config)
+    with onloaded(model.lm_head):
+        results["lm_head"] = calibrate_linear(model.lm_head.weight, head_input, config)
+    with onloaded(decoder.embed_tokens):
+        results["model.embed_tokens"] = calibrate_embedding(decoder.embed_tokens.weight, config)
     return results
 
 

@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from ..codec import decode, encode
 from ..formats import Format, llm_fp4_format
-from ..llama import check_llama_dir
+from ..llama import check_llama_dir, onloaded
 from ..packing import pack_fp4, unpack_fp4
 from .config import QuantConfig
 from .folded import FoldedLinear, fold_linear
@@ -68,12 +68,14 @@ def export_quantized(
     for name, quant in params.items():
         module = model.get_submodule(name)
         if isinstance(quant, TensorQuant):
-            codes = encode(module.weight.detach().float().cpu(), quant.fmt, scale=quant.scale.cpu(), axis=0)
+            with onloaded(module):
+                codes = encode(module.weight.detach().float().cpu(), quant.fmt, scale=quant.scale.cpu(), axis=0)
             tensors[f"{name}.weight_codes"] = _pack(codes, quant.fmt)
             tensors[f"{name}.weight_scale"] = quant.scale.float().cpu()
             modules[name] = {"kind": "embedding", "shape": list(codes.shape), "weight_format": _format_entry(quant.fmt)}
             continue
-        folded = fold_linear(module.weight, quant, module.bias)
+        with onloaded(module):
+            folded = fold_linear(module.weight, quant, module.bias)
         tensors.update(_linear_tensors(name, folded))
         modules[name] = {
             "kind": "linear",
@@ -83,10 +85,12 @@ def export_quantized(
             "input_format": None if folded.input_format is None else _format_entry(folded.input_format),
             "bias": folded.bias is not None,
         }
-    quantized = {f"{name}.{p}" for name in params for p in ("weight", "bias")}
-    for name, value in model.state_dict().items():
-        if name not in quantized:
-            tensors[name] = value.detach().float().cpu().contiguous()
+    for module_name, module in model.named_modules():
+        if module_name in params or not any(True for _ in module.parameters(recurse=False)):
+            continue
+        with onloaded(module):  # one module at a time, also when accelerate offloaded it
+            for name, value in module.named_parameters(recurse=False):
+                tensors[f"{module_name}.{name}"] = value.detach().float().cpu().contiguous()
     metadata = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,

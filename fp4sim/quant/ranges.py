@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from ..llama import input_device
+
 
 @torch.no_grad()
 def channel_ranges(model: Any, ids: torch.Tensor, module: str, context: int) -> torch.Tensor:
@@ -27,7 +29,7 @@ def channel_ranges(model: Any, ids: torch.Tensor, module: str, context: int) -> 
         for start in range(0, ids.numel(), context):
             window = ids[start : start + context]
             if window.numel() > 1:
-                model(window[None].to(next(model.parameters()).device), use_cache=False)
+                model(window[None].to(input_device(model)), use_cache=False)
     finally:
         handle.remove()
     return peak
