@@ -93,6 +93,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         calib_samples=args.calib_samples,
         calib_length=args.calib_length,
         search_tokens=args.search_tokens or None,
+        quantize_attention=args.quantize_attention,
         seed=args.seed,
     )
     out = quantize_checkpoint(
@@ -204,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=defaults.search_tokens,
         help="tokens scoring activation candidates (0: all)",
+    )
+    quantize.add_argument(
+        "--quantize-attention",
+        action="store_true",
+        help="also quantize the inputs of Q K^T and P V (paper: off for LLaMA)",
     )
     quantize.add_argument("--seed", type=int, default=defaults.seed)
     quantize.add_argument(

@@ -18,13 +18,13 @@ def zero_shot(model: Any, tokenizer: Any, tasks: list[str], *, batch_size: int =
     try:
         from lm_eval.evaluator import evaluate
         from lm_eval.models.huggingface import HFLM
-        from lm_eval.tasks import TaskManager, get_task_dict
+        from lm_eval.tasks import TaskManager
     except ImportError:
         raise ValueError(
             "zero-shot tasks need lm-evaluation-harness, which is not installed: pip install 'fp4sim[tasks]'"
         ) from None
     try:
-        task_dict = get_task_dict(tasks, TaskManager())
+        task_dict = TaskManager().load(tasks)
     except KeyError as err:
         raise ValueError(f"unknown lm-eval task: {err.args[0]}") from None
     except (OSError, ValueError) as err:
@@ -33,7 +33,7 @@ def zero_shot(model: Any, tokenizer: Any, tasks: list[str], *, batch_size: int =
             "fp4sim runs offline: copy a Hugging Face datasets cache that holds them (HF_DATASETS_CACHE), "
             "or pass a task YAML that reads local data files"
         ) from None
-    for task in _leaf_tasks(task_dict):
+    for task in task_dict["tasks"].values():
         task.set_config(key="num_fewshot", value=0)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     results = evaluate(lm=lm, task_dict=task_dict, limit=limit, bootstrap_iters=0, log_samples=False, verbosity="ERROR")
@@ -42,9 +42,3 @@ def zero_shot(model: Any, tokenizer: Any, tasks: list[str], *, batch_size: int =
         for task, scores in results["results"].items()
     }
 
-
-def _leaf_tasks(task_dict: dict) -> list[Any]:
-    leaves = []
-    for value in task_dict.values():
-        leaves.extend(_leaf_tasks(value) if isinstance(value, dict) else [value])
-    return leaves

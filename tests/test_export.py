@@ -27,7 +27,7 @@ from fp4sim.quant.export import (
     load_quantized,
     read_metadata,
 )
-from fp4sim.quant.folded import FoldedLinear, fold_linear, forward_simulator, input_values, sum_dtype
+from fp4sim.quant.folded import FoldedLinear, exact_sum_dtype, fold_linear, forward_simulator, input_values
 from fp4sim.quant.modules import FakeQuantLinear, QuantizedLinear
 from fp4sim.quant.quantize import quantize_checkpoint
 from fp4sim.quant.search import LinearQuant, TensorQuant
@@ -142,7 +142,7 @@ def test_torch_path_is_the_simulators_bits(fmt_a: str, fmt_w: str, k: int) -> No
         on_simulator = layer(x)
     assert np.array_equal(bits(on_torch), bits(on_simulator))
     expected_dtype = torch.float64 if (fmt_a, fmt_w) == ("E3M0", "E3M0") else torch.float32
-    assert sum_dtype(layer.folded) == expected_dtype
+    assert exact_sum_dtype(layer.folded.pe_config(), k) == expected_dtype
 
 
 def test_simulator_study_models_run_on_folded_layers() -> None:

@@ -16,8 +16,9 @@ from torch import nn
 from tqdm import tqdm
 
 from ..llama import input_device, onloaded
+from .attention import STATE, AttentionQuant, AttentionRecorder, MatmulQuant, use_fp4sim_attention
 from .config import QuantConfig
-from .search import LinearQuant, TensorQuant, calibrate_embedding, calibrate_linear
+from .search import LinearQuant, TensorQuant, calibrate_embedding, calibrate_linear, calibrate_matmul
 
 LAYER_LINEARS = (
     "self_attn.q_proj",
@@ -53,25 +54,53 @@ def model_calibration_windows(context: int, ids: torch.Tensor, config: QuantConf
 
 @torch.no_grad()
 def calibrate_model(model: Any, windows: torch.Tensor, config: QuantConfig, progress: bool = True) -> dict:
-    """Quantization parameters for every quantized tensor, keyed by module name (weights stay untouched)."""
+    """Quantization parameters for every quantized tensor, keyed by module name (weights stay untouched).
+
+    With config.quantize_attention the model runs fp4sim's eager attention
+    during calibration (its implementation is restored afterwards), and each
+    layer's ``self_attn`` gets an AttentionQuant for Q K^T and P V.
+    """
     decoder = model.model
-    hidden, layer_kwargs = _first_layer_inputs(model, windows.to(input_device(model)))
-    results: dict[str, LinearQuant | TensorQuant] = {}
-    layers = tqdm(decoder.layers, desc=f"calibrating ({config.method} {config.bits})", disable=not progress)
-    for index, layer in enumerate(layers):
-        inputs = _linear_inputs(layer, hidden, layer_kwargs)
-        for name in LAYER_LINEARS:
-            linear = layer.get_submodule(name)
-            with onloaded(linear):
-                results[f"model.layers.{index}.{name}"] = calibrate_linear(linear.weight, inputs[name], config)
-        output = layer(hidden, **layer_kwargs)
-        hidden = output[0] if isinstance(output, tuple) else output
-    head_input = decoder.norm(hidden).reshape(-1, hidden.shape[-1])
-    with onloaded(model.lm_head):
-        results["lm_head"] = calibrate_linear(model.lm_head.weight, head_input, config)
-    with onloaded(decoder.embed_tokens):
-        results["model.embed_tokens"] = calibrate_embedding(decoder.embed_tokens.weight, config)
+    implementation = model.config._attn_implementation
+    if config.quantize_attention:
+        use_fp4sim_attention(model)
+    try:
+        hidden, layer_kwargs = _first_layer_inputs(model, windows.to(input_device(model)))
+        results: dict[str, LinearQuant | TensorQuant | AttentionQuant] = {}
+        layers = tqdm(decoder.layers, desc=f"calibrating ({config.method} {config.bits})", disable=not progress)
+        for index, layer in enumerate(layers):
+            recorder = _attach_recorder(layer, config, windows.shape[1])
+            inputs = _linear_inputs(layer, hidden, layer_kwargs)
+            for name in LAYER_LINEARS:
+                linear = layer.get_submodule(name)
+                with onloaded(linear):
+                    results[f"model.layers.{index}.{name}"] = calibrate_linear(linear.weight, inputs[name], config)
+            if recorder is not None:
+                delattr(layer.self_attn, STATE)
+                results[f"model.layers.{index}.self_attn"] = AttentionQuant(
+                    MatmulQuant(*calibrate_matmul(*recorder.stacked("scores"), config)),
+                    MatmulQuant(*calibrate_matmul(*recorder.stacked("context"), config)),
+                )
+            output = layer(hidden, **layer_kwargs)
+            hidden = output[0] if isinstance(output, tuple) else output
+        head_input = decoder.norm(hidden).reshape(-1, hidden.shape[-1])
+        with onloaded(model.lm_head):
+            results["lm_head"] = calibrate_linear(model.lm_head.weight, head_input, config)
+        with onloaded(decoder.embed_tokens):
+            results["model.embed_tokens"] = calibrate_embedding(decoder.embed_tokens.weight, config)
+    finally:
+        model.set_attn_implementation(implementation)
     return results
+
+
+def _attach_recorder(layer: nn.Module, config: QuantConfig, window_length: int) -> AttentionRecorder | None:
+    """A recorder on the layer's attention for the first search_tokens // window_length windows, if wanted."""
+    if not config.quantize_attention:
+        return None
+    tokens = config.search_tokens or 1 << 62
+    recorder = AttentionRecorder(max_batch=max(1, tokens // window_length))
+    setattr(layer.self_attn, STATE, recorder)
+    return recorder
 
 
 def _first_layer_inputs(model: Any, windows: torch.Tensor) -> tuple[torch.Tensor, dict]:

@@ -23,7 +23,10 @@ class QuantConfig:
         rounds: search rounds (weight biases, activation bias, weight format, activation format).
         calib_samples, calib_length: random calibration windows of the calibration text;
             calibrate.model_calibration_windows caps the length at the model's context.
-        search_tokens: calibration tokens on which activation candidates are scored (None: all of them).
+        search_tokens: calibration tokens on which activation candidates are scored (None: all of them);
+            attention operands are searched on the first search_tokens // window-length windows.
+        quantize_attention: also quantize the inputs of Q K^T and P V at the activation bits, one scale per
+            tensor (the paper does for BERT and ViT, not for LLaMA).
         seed: window sampling and token subsampling.
     """
 
@@ -36,6 +39,7 @@ class QuantConfig:
     calib_samples: int = 32
     calib_length: int = 2048
     search_tokens: int | None = 2048
+    quantize_attention: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -49,6 +53,8 @@ class QuantConfig:
             raise ValueError("need calib_samples >= 1 and calib_length >= 2")
         if self.search_tokens is not None and self.search_tokens < 1:
             raise ValueError("search_tokens must be positive (or None for all calibration tokens)")
+        if self.quantize_attention and self.activation_bits == UNQUANTIZED:
+            raise ValueError(f"quantize_attention needs quantized activations; bits {self.bits} keeps them at 16")
 
     @property
     def embedding_bits(self) -> int:

@@ -34,9 +34,10 @@ from ..codec import decode, encode
 from ..formats import Format, llm_fp4_format
 from ..llama import check_llama_dir, onloaded
 from ..packing import pack_fp4, unpack_fp4
+from .attention import STATE, AttentionQuant, FoldedAttention, MatmulQuant, use_fp4sim_attention
 from .config import QuantConfig
 from .folded import FoldedLinear, fold_linear
-from .modules import QuantizedLinear
+from .modules import QuantizedLinear, set_backend
 from .search import LinearQuant, TensorQuant
 
 EXPORT_FORMAT = "fp4sim-llm-fp4"
@@ -53,7 +54,7 @@ class ExportError(ValueError):
 def export_quantized(
     model: Any,
     tokenizer: Any,
-    params: dict[str, LinearQuant | TensorQuant],
+    params: dict[str, LinearQuant | TensorQuant | AttentionQuant],
     config: QuantConfig,
     out: str | Path,
     *,
@@ -67,6 +68,12 @@ def export_quantized(
     modules: dict[str, dict] = {}
     for name, quant in params.items():
         module = model.get_submodule(name)
+        if isinstance(quant, AttentionQuant):
+            for operand, tensor_quant in _attention_operands(quant).items():
+                tensors[f"{name}.{operand}_scale"] = tensor_quant.scale.float().cpu().reshape(())
+            formats = {f"{op}_format": _format_entry(t.fmt) for op, t in _attention_operands(quant).items()}
+            modules[name] = {"kind": "attention", **formats}
+            continue
         if isinstance(quant, TensorQuant):
             with onloaded(module):
                 codes = encode(module.weight.detach().float().cpu(), quant.fmt, scale=quant.scale.cpu(), axis=0)
@@ -120,7 +127,11 @@ def load_quantized(
         if entry["kind"] == "embedding":
             tensors[f"{name}.weight"] = embedding_weight(tensors, name, entry)
             continue
-        layer = QuantizedLinear(folded_from_tensors(tensors, name, entry), backend, accum)
+        if entry["kind"] == "attention":
+            setattr(model.get_submodule(name), STATE, FoldedAttention(attention_from_tensors(tensors, name, entry)))
+            use_fp4sim_attention(model)
+            continue
+        layer = QuantizedLinear(folded_from_tensors(tensors, name, entry))
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, layer)
     rest = {k: v.to(getattr(torch, dtype)) for k, v in tensors.items() if not _is_export_tensor(k, metadata)}
@@ -128,6 +139,7 @@ def load_quantized(
     if unexpected or [k for k in missing if not _belongs_to_quantized(k, metadata)]:
         raise ExportError(f"{root}: tensors do not match the model config (missing {missing}, unexpected {unexpected})")
     _rebuild_meta_buffers(model)
+    set_backend(model, backend, accum)
     tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
     return model.to(device).eval(), tokenizer, metadata
 
@@ -173,6 +185,28 @@ def folded_from_tensors(tensors: dict[str, torch.Tensor], name: str, entry: dict
     if input_format is not None and int(folded.input_shift.max()) >= 1 << input_format.ebits:
         raise ExportError(f"{name}.input_shift exceeds the {input_format.ebits}-bit shift of {input_format.name}")
     return folded
+
+
+def attention_from_tensors(tensors: dict[str, torch.Tensor], name: str, entry: dict) -> AttentionQuant:
+    """Q K^T and P V operand quantization of one attention module from the export."""
+
+    def operand(op: str) -> TensorQuant:
+        return TensorQuant(
+            _format_from_entry(entry[f"{op}_format"]), _tensor(tensors, f"{name}.{op}_scale", torch.float32, ())
+        )
+
+    return AttentionQuant(
+        MatmulQuant(operand("query"), operand("key")), MatmulQuant(operand("probs"), operand("value"))
+    )
+
+
+def _attention_operands(quant: AttentionQuant) -> dict[str, TensorQuant]:
+    return {
+        "query": quant.scores.left,
+        "key": quant.scores.right,
+        "probs": quant.context.left,
+        "value": quant.context.right,
+    }
 
 
 def embedding_weight(tensors: dict[str, torch.Tensor], name: str, entry: dict) -> torch.Tensor:

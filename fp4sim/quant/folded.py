@@ -111,10 +111,9 @@ def input_values(layer: FoldedLinear, x: torch.Tensor) -> torch.Tensor:
     return fake_quantize(y, layer.input_format, torch.ones((), device=x.device), layer.input_shift.to(x.device))
 
 
-def sum_dtype(layer: FoldedLinear) -> torch.dtype:
-    """float32 when every partial sum of the layer is an integer below 2^24 LSBs (spec 4.2), else float64."""
-    config = layer.pe_config()
-    bound = layer.in_features * int(np.abs(operand_table(config.fmt_a)).max()) * int(np.abs(weight_table(config)).max())
+def exact_sum_dtype(config: PEConfig, k: int) -> torch.dtype:
+    """float32 when every partial sum of K products is an integer below 2^24 LSBs (spec 4.2), else float64."""
+    bound = k * int(np.abs(operand_table(config.fmt_a)).max()) * int(np.abs(weight_table(config)).max())
     return torch.float32 if bound <= FLOAT32_EXACT else torch.float64
 
 
@@ -124,7 +123,7 @@ def forward_torch(layer: FoldedLinear, x: torch.Tensor, weight_values: torch.Ten
     if layer.input_format is None:  # weight-only quantization
         y = F.linear(x, weight_values * layer.weight_scale.to(x.device)[:, None])
     else:
-        dtype = sum_dtype(layer)
+        dtype = exact_sum_dtype(layer.pe_config(), layer.in_features)
         acc = F.linear(input_values(layer, x).to(dtype), weight_values.to(dtype)) + 0.0  # +0, never -0 (spec 2.4)
         y = acc.float() * layer.output_scale.to(x.device)
     return y if layer.bias is None else y + layer.bias.to(x.device)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import STATE, AttentionQuant, FoldedAttention, use_fp4sim_attention
 from .folded import BACKENDS, FoldedLinear, code_values, forward_simulator, forward_torch
 from .search import LinearQuant, TensorQuant
 
@@ -33,16 +34,30 @@ class FakeQuantLinear(nn.Module):
         return F.linear(x, self.weight, self.bias)
 
 
-def apply_fake_quant(model: Any, params: dict[str, LinearQuant | TensorQuant]) -> Any:
+def apply_fake_quant(model: Any, params: dict[str, LinearQuant | TensorQuant | AttentionQuant]) -> Any:
     """Replace every calibrated module of `model` by its fake-quantized form; returns the model."""
     for name, quant in params.items():
         if isinstance(quant, TensorQuant):  # the embedding: weight only
             embedding = model.get_submodule(name)
             embedding.weight.data = quant.apply(embedding.weight.data, channel_axis=0).to(embedding.weight.dtype)
-            continue
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, FakeQuantLinear(getattr(parent, child), quant))
+        elif isinstance(quant, AttentionQuant):
+            setattr(model.get_submodule(name), STATE, quant)
+            use_fp4sim_attention(model)
+        else:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, FakeQuantLinear(getattr(parent, child), quant))
+    return model
+
+
+def set_backend(model: Any, backend: str, accum: str = "exact") -> Any:
+    """Run every folded layer and attention of a loaded export on `backend` ("torch" or "simulator")."""
+    for module in model.modules():
+        if isinstance(module, QuantizedLinear):
+            module.set_backend(backend, accum)
+        state = getattr(module, STATE, None)
+        if isinstance(state, FoldedAttention):
+            setattr(module, STATE, FoldedAttention(state.quant, backend, accum))
     return model
 
 

@@ -106,7 +106,8 @@ class ActivationError:
 
     When the layer is wider out than in (lm_head, gate/up) it is evaluated as
     ||Y||^2 - 2 <Xq, Y Wq> + <Xq Wq^T Wq, Xq>: a (T, in) x (in, in) product per
-    candidate instead of (T, in) x (in, out). Sums are taken in float64.
+    candidate instead of (T, in) x (in, out), its sums in float64 (the terms cancel); the direct form's
+    sum of squares is torch's cascaded float32 sum.
     """
 
     def __init__(self, y: torch.Tensor, weight_q: torch.Tensor) -> None:
@@ -120,7 +121,7 @@ class ActivationError:
 
     def __call__(self, xq: torch.Tensor) -> float:
         if self.gram is None:
-            return (F.linear(xq, self.weight_q) - self.y).square().sum(dtype=torch.float64).item()
+            return F.mse_loss(F.linear(xq, self.weight_q), self.y, reduction="sum").item()
         quadratic = ((xq @ self.gram) * xq).sum(dtype=torch.float64)
         return (self.const - 2 * (xq * self.y_w).sum(dtype=torch.float64) + quadratic).item()
 
@@ -182,6 +183,39 @@ def _search_state(best_w: dict, best_a: dict, w_choice: Format, a_choice: Format
     """Everything a search round starts from, as comparable values."""
     tensors = [t for quant in [*best_w.values(), *best_a.values()] for t in (quant.scale, quant.shift)]
     return (w_choice, a_choice, tuple(None if t is None else tuple(t.reshape(-1).tolist()) for t in tensors))
+
+
+def calibrate_matmul(left: torch.Tensor, right: torch.Tensor, config: QuantConfig) -> tuple[TensorQuant, TensorQuant]:
+    """Per-tensor quantization of both inputs of ``left @ right`` (attention's Q K^T and P V), activation bits.
+
+    MinMax: the fixed format, scales from the maxima. Otherwise each round
+    searches one side's format and bias jointly (every format x the bias grid)
+    with the other side quantized as it stands, minimising the MSE of the
+    product; MinMax is the starting point, and a round that changes nothing ends it.
+    """
+    left, right = left.float(), right.float()
+    fmt = minmax_format(config.activation_bits)
+    current = [TensorQuant(fmt, max_to_scale(side.abs().amax(), fmt)) for side in (left, right)]
+    if config.method == "minmax":
+        return current[0], current[1]
+    exact = left @ right
+    grid = bias_grid(config)
+    formats = formats_for(config.activation_bits)
+    for _ in range(config.rounds):
+        before = list(current)
+        for index, side in enumerate((left, right)):
+            other = current[1 - index].apply((right, left)[index])
+            candidates = [c for f in formats for c in activation_candidates(side, f, grid, per_channel=False)]
+            errors = [_matmul_error(c.apply(side), other, index == 0, exact) for c in candidates]
+            current[index] = candidates[errors.index(min(errors))]
+        if all(a.fmt == b.fmt and torch.equal(a.scale, b.scale) for a, b in zip(before, current, strict=True)):
+            break
+    return current[0], current[1]
+
+
+def _matmul_error(quantized: torch.Tensor, other: torch.Tensor, on_left: bool, exact: torch.Tensor) -> float:
+    product = quantized @ other if on_left else other @ quantized
+    return F.mse_loss(product, exact, reduction="sum").item()
 
 
 def calibrate_embedding(weight: torch.Tensor, config: QuantConfig) -> TensorQuant:
