@@ -41,4 +41,3 @@ def zero_shot(model: Any, tokenizer: Any, tasks: list[str], *, batch_size: int =
         task: {metric.split(",")[0]: value for metric, value in scores.items() if isinstance(value, float)}
         for task, scores in results["results"].items()
     }
-
