@@ -71,8 +71,13 @@ def fake_quantize(x: torch.Tensor, fmt: Format, scale: torch.Tensor, shift: torc
     channel take the codec's fused kernel; the rest take the torch ops below (same bits).
     """
     fused = _fused_fake_quantize(x.float(), fmt, scale, shift)
-    if fused is not None:
-        return fused
+    return fused if fused is not None else fake_quantize_ops(x, fmt, scale, shift)
+
+
+def fake_quantize_ops(
+    x: torch.Tensor, fmt: Format, scale: torch.Tensor, shift: torch.Tensor | None = None
+) -> torch.Tensor:
+    """fake_quantize in plain torch ops (any device, any broadcast); the fused kernel's reference."""
     y = x.float() / scale
     if shift is None:
         return round_to_format(y, fmt) * scale
