@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from tiny_models import tiny_llama
+from transformers import AutoTokenizer
 
 from fp4sim import get_format
 from fp4sim.llama import DEFAULT_MODEL
@@ -36,23 +37,9 @@ def bits(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().numpy().view(np.uint32)
 
 
-def tiny_model(vocab: int = 64) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    return LlamaForCausalLM(config).eval()
-
-
 @torch.no_grad()
 def test_unquantized_fp4sim_attention_is_eager_attention() -> None:
-    model = tiny_model()
+    model = tiny_llama()
     ids = torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(1))
     model.set_attn_implementation("eager")
     eager = model(ids).logits
@@ -94,7 +81,7 @@ def test_candidates_are_the_paper_grid() -> None:
 
 
 def test_calibration_quantizes_every_attention_and_restores_the_model() -> None:
-    model = tiny_model()
+    model = tiny_llama()
     model.set_attn_implementation("sdpa")
     windows = calibration_windows(torch.arange(64).repeat(10), 3, 16, seed=0)
     config = QuantConfig(method="fpq", quantize_attention=True, **FAST)
@@ -110,7 +97,7 @@ def test_calibration_quantizes_every_attention_and_restores_the_model() -> None:
 
 @torch.no_grad()
 def test_fake_quantized_attention_quantizes_q_k_p_v() -> None:
-    model = tiny_model()
+    model = tiny_llama()
     model.set_attn_implementation("eager")
     ids = torch.randint(0, 64, (1, 10), generator=torch.Generator().manual_seed(3))
     fmt = get_format("E2M1")
@@ -143,7 +130,7 @@ def test_folded_matmul_is_the_simulators_bits(fmt_l: str, fmt_r: str, k: int, dt
 
 
 def test_attention_export_round_trip_and_simulator_bits(tmp_path: Path) -> None:
-    model = tiny_model(vocab=4096)
+    model = tiny_llama(vocab=4096)
     tokenizer = AutoTokenizer.from_pretrained(DEFAULT_MODEL)
     windows = calibration_windows(torch.arange(4096), 2, 16, seed=0)
     config = QuantConfig(method="fpq", quantize_attention=True, **FAST)

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from tiny_models import tiny_llama
+from transformers import AutoTokenizer, LlamaForCausalLM
 
 import fp4sim
 from fp4sim import get_format
@@ -43,19 +44,8 @@ def bits(t: torch.Tensor) -> np.ndarray:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer LLaMA (GQA, hidden 32) with the bundled tokenizer, saved as a local checkpoint."""
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=4096,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
-    )
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    LlamaForCausalLM(config).save_pretrained(path)
+    tiny_llama(vocab=4096, tie_word_embeddings=True).save_pretrained(path)
     AutoTokenizer.from_pretrained(DEFAULT_MODEL).save_pretrained(path)
     return path
 

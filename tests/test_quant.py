@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import LlamaConfig, LlamaForCausalLM
+from tiny_models import tiny_llama
 
 from fp4sim import get_format
 from fp4sim.quant.calibrate import LAYER_LINEARS, calibrate_model, calibration_windows, model_calibration_windows
@@ -33,21 +33,6 @@ def _data(seed: int = 0, tokens: int = 512, d_in: int = 32, d_out: int = 24) -> 
     x = torch.randn(tokens, d_in, generator=generator) * channel_range
     w = torch.randn(d_out, d_in, generator=generator) * 0.1
     return x, w
-
-
-def tiny_llama(layers: int) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=False,
-    )
-    return LlamaForCausalLM(config).eval()
 
 
 def test_output_error_equals_the_direct_sum() -> None:
