@@ -21,6 +21,7 @@ float64 is used), so in exact mode both paths give the same bits.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -74,7 +75,7 @@ class FoldedLinear:
     def pe_config(self) -> PEConfig:
         """The MAC array that runs this layer: its formats, and K_max at least the layer's input width."""
         if self.input_format is None:
-            raise ValueError("this layer keeps its input in floating point; the MAC array needs FP4 activations")
+            raise ValueError("this layer keeps its input in floating point; the MAC array needs quantized activations")
         return PEConfig.make(self.input_format, self.weight_format, k_max=max(K_MAX_DEFAULT, self.in_features))
 
 
@@ -111,6 +112,7 @@ def input_values(layer: FoldedLinear, x: torch.Tensor) -> torch.Tensor:
     return fake_quantize(y, layer.input_format, torch.ones((), device=x.device), layer.input_shift.to(x.device))
 
 
+@lru_cache(maxsize=256)  # called on every forward; the bound depends only on the formats and K
 def exact_sum_dtype(config: PEConfig, k: int) -> torch.dtype:
     """float32 when every partial sum of K products is an integer below 2^24 LSBs (spec 4.2), else float64."""
     bound = k * int(np.abs(operand_table(config.fmt_a)).max()) * int(np.abs(weight_table(config)).max())

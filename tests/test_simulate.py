@@ -1,0 +1,63 @@
+"""fp4sim simulate: the per-layer comparison counts what it says, exact mode agrees with the torch path everywhere
+(spec 6.2) with the same perplexity, a coarse accumulator does not, and the command writes its report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fp4sim.cli import main
+from fp4sim.llama import DEFAULT_MODEL
+from fp4sim.perplexity import perplexity
+from fp4sim.quant.config import QuantConfig
+from fp4sim.quant.export import load_quantized
+from fp4sim.quant.quantize import quantize_checkpoint
+from fp4sim.simulate import LayerAgreement, simulate_model
+
+TEXT = DEFAULT_MODEL.parent / "shakespeare" / "valid.txt"
+
+
+@pytest.fixture(scope="module")
+def export(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = QuantConfig(method="fpq", grid_points=5, rounds=1, calib_samples=2, calib_length=32)
+    out = tmp_path_factory.mktemp("sim") / "q"
+    return quantize_checkpoint(checkpoint, TEXT.read_text()[:20000], config, out, progress=False)
+
+
+def test_layer_agreement_counts_bits_not_values() -> None:
+    agreement = LayerAgreement("x")
+    reference = torch.tensor([1.0, 0.0, -2.0, 4.0])
+    agreement.update(torch.tensor([1.0, -0.0, -2.5, 4.0]), reference)  # -0 == +0 as values, not as bits
+    assert (agreement.outputs, agreement.identical) == (4, 2)
+    assert agreement.max_abs == 0.5 and agreement.max_rel == 0.25
+    assert agreement.fraction == 0.5
+
+
+def test_exact_mode_is_the_torch_path_and_coarse_accumulation_is_not(export: Path) -> None:
+    model, _, _ = load_quantized(export)
+    ids = torch.randint(0, 4096, (300,), generator=torch.Generator().manual_seed(0))
+    torch_ppl = perplexity(model, ids, context=64, progress=False).perplexity
+    exact = simulate_model(model, ids, "exact", context=64, progress=False)
+    assert exact.all_identical and len(exact.layers) == 7 * 2 + 1
+    assert all(layer.outputs > 0 and layer.max_abs == 0 for layer in exact.layers)
+    assert exact.perplexity == torch_ppl
+    coarse = simulate_model(model, ids, "aligned_truncate:2", context=64, progress=False)
+    assert not coarse.all_identical and coarse.perplexity != torch_ppl
+    assert all(layer.backend == "torch" for layer in model.modules() if hasattr(layer, "backend"))  # restored
+
+
+def test_cli_simulate_writes_the_report(export: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "report"
+    argv = ["simulate", "--quantized", str(export), "--text", str(TEXT), "--tokens", "400", "--context", "64"]
+    assert main([*argv, "--accum", "exact,fp32_sequential", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["perplexity"]["fp32"] is not None  # the export's source checkpoint is found
+    assert [run["accum"] for run in report["simulator"]] == ["exact", "fp32_sequential"]
+    assert report["simulator"][0]["all_layers_bit_identical"]
+    assert report["simulator"][0]["perplexity"] == report["perplexity"]["torch"]
+    assert (out / "layer_error.png").read_bytes()[:4] == b"\x89PNG"
+    assert "every output of every layer is bit-identical" in (out / "report.md").read_text()
+    assert "15 of 15" in capsys.readouterr().out
