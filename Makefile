@@ -46,6 +46,7 @@ bench: install
 	$(PY) benchmarks/bench_gemm.py
 	$(PY) benchmarks/bench_icarus.py
 	$(PY) benchmarks/bench_fakequant.py
+	$(PY) benchmarks/bench_simulate.py
 
 demo: install
 	$(VENV)/bin/fp4sim formats E2M1 E1M2 E3M0 float8_e4m3fn

@@ -148,6 +148,23 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0 if all(run.all_identical for run in runs if run.accum == "exact") else 1
 
 
+def _cmd_cosim(args: argparse.Namespace) -> int:
+    from .cosim import run_cosim
+    from .perplexity import tokenize_text
+    from .quant.export import load_quantized
+
+    model, tokenizer, _ = load_quantized(args.quantized)
+    ids = tokenize_text(tokenizer, _read_text(args.text))[: model.config.max_position_embeddings]
+    result = run_cosim(model, args.layer, ids, tiles=args.tiles, rows=args.rows, cols=args.cols)
+    verdict = "all bit-identical" if result.passed else f"{result.mismatches} MISMATCHES"
+    print(
+        f"{result.layer}: {result.tiles} tiles of {args.rows} x {args.cols} through rtl/fp4_array.sv (Icarus, "
+        f"{result.edges} edges): {result.outputs} outputs vs fp4sim.gemm, {verdict}; {result.pulses} output pulses "
+        f"on the cycle-accurate model's edges\n{result.summary}"
+    )
+    return 0 if result.passed else 1
+
+
 def _read_text(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
@@ -264,6 +281,25 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
     simulate.add_argument("--out", default="simulation", help="report directory (report.md, .json, layer_error.png)")
     simulate.set_defaults(run=_cmd_simulate)
+
+    cosim = sub.add_parser(
+        "cosim",
+        help="run real tiles of a quantized layer through the Verilog array (Icarus) and check them against fp4sim",
+        description="Capture a layer's input on the first window of a text, encode it to FP4, and stream R x C output "
+        "tiles (the layer's full K, its pre-shifted weights) through rtl/fp4_array.sv under Icarus via cocotb. Every "
+        "output must equal fp4sim.gemm bit for bit. Needs the source tree, iverilog and cocotb.",
+    )
+    cosim.add_argument("--quantized", required=True, help="export directory from fp4sim quantize")
+    cosim.add_argument("--layer", required=True, help="quantized linear layer, e.g. model.layers.0.mlp.down_proj")
+    cosim.add_argument("--tiles", type=int, default=2, help="output tiles to run (default 2)")
+    cosim.add_argument("--rows", type=int, default=4, help="array rows R (default 4)")
+    cosim.add_argument("--cols", type=int, default=4, help="array columns C (default 4)")
+    cosim.add_argument(
+        "--text",
+        default=str(DEFAULT_MODEL.parent / "shakespeare" / "valid.txt"),
+        help="text whose first window feeds the layer",
+    )
+    cosim.set_defaults(run=_cmd_cosim)
 
     ranges = sub.add_parser(
         "act-ranges",

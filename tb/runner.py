@@ -27,11 +27,21 @@ PARAMS_ENV = "FP4SIM_TB_PARAMS"
 SUMMARIES: list[str] = []  # one line per testbench run, printed by tb/conftest.py
 
 
-def run_testbench(toplevel: str, test_module: str, parameters: dict[str, int], sources: list[str]) -> None:
-    """Compile `sources` (file names under rtl/) with `parameters` and run `test_module`'s cocotb tests."""
+def run_testbench(
+    toplevel: str,
+    test_module: str,
+    parameters: dict[str, int],
+    sources: list[str],
+    extra_env: dict[str, str] | None = None,
+    build_root: Path = BUILD_ROOT,
+) -> str:
+    """Compile `sources` (file names under rtl/) with `parameters` and run `test_module`'s cocotb tests.
+
+    Returns the regression summary line (TESTS/PASS/FAIL/SKIP); a failing test raises.
+    """
     waves = os.environ.get("WAVES", "0") not in ("", "0")
     tag = "-".join(f"{key}{value}" for key, value in sorted(parameters.items())) or "default"
-    build_dir = BUILD_ROOT / f"{toplevel}-{tag}{'-waves' if waves else ''}"  # waves need their own build
+    build_dir = build_root / f"{toplevel}-{tag}{'-waves' if waves else ''}"  # waves need their own build
     runner = get_runner("icarus")
     runner.build(
         sources=[RTL_DIR / name for name in sources],
@@ -46,10 +56,13 @@ def run_testbench(toplevel: str, test_module: str, parameters: dict[str, int], s
         hdl_toplevel=toplevel,
         build_dir=build_dir,
         test_dir=TB_DIR,
-        extra_env={PARAMS_ENV: json.dumps(parameters)},
+        extra_env={PARAMS_ENV: json.dumps(parameters), **(extra_env or {})},
         waves=waves,
+        results_xml=str(build_dir / f"{test_module}.results.xml"),
     )
-    SUMMARIES.append(f"{build_dir.name}: {_summary(results)}")
+    summary = f"{build_dir.name}: {_summary(results)}"
+    SUMMARIES.append(summary)
+    return summary
 
 
 def _summary(results_xml: Path) -> str:

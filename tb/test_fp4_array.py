@@ -12,21 +12,12 @@ from __future__ import annotations
 import cocotb
 import numpy as np
 import pytest
-from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge
+from array_driver import concat, play
 from runner import run_testbench, tb_params, tb_pe_config
 
 from fp4sim import PEConfig, get_format
 from fp4sim.array import ArrayInputs, idle_inputs, run_array, schedule_gemm
-
-ARRAY_SOURCES = [
-    "round_to_float.sv",
-    "operand_decode.sv",
-    "pe_product.sv",
-    "delay_line.sv",
-    "fp4_pe.sv",
-    "fp4_array.sv",
-]
+from fp4sim.cosim import ARRAY_SOURCES
 
 
 def output_name(p: dict) -> str:
@@ -37,10 +28,6 @@ def gemm_stream(seed: int, count: int) -> tuple[dict, PEConfig, np.random.Genera
     """The build's parameters, its PEConfig, a seeded generator and `count` random GEMMs as one stream."""
     p, config, rng = tb_params(), tb_pe_config(), np.random.default_rng(seed)
     return p, config, rng, random_gemms(rng, config, p["ROWS"], p["COLS"], count)
-
-
-def concat(streams: list[ArrayInputs]) -> ArrayInputs:
-    return ArrayInputs(*(np.concatenate(parts) for parts in zip(*streams, strict=True)))
 
 
 def random_gemms(rng: np.random.Generator, config: PEConfig, rows: int, cols: int, count: int) -> ArrayInputs:
@@ -57,38 +44,6 @@ def random_gemms(rng: np.random.Generator, config: PEConfig, rows: int, cols: in
         parts.append(ArrayInputs(*(field[: -(rows + cols)] for field in stream)))  # drop the drain
     parts.append(idle_inputs(rows + cols + 1, rows, cols))
     return concat(parts)
-
-
-def pack(values: np.ndarray, width: int) -> int:
-    return sum(int(v) << (i * width) for i, v in enumerate(values))
-
-
-async def play(dut, stream: ArrayInputs, p: dict) -> list[tuple[int, int, int, int]]:
-    """Drive one edge per clock; return every (edge, row, col, bits) pulse sampled, checking for X."""
-    rows, cols = p["ROWS"], p["COLS"]
-    out_width = 1 + p["OUT_EBITS"] + p["OUT_MBITS"]
-    a_width = 1 + p["A_EBITS"] + p["A_MBITS"]
-    w_width = 1 + p["W_EBITS"] + p["W_MBITS"]
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    pulses = []
-    for t in range(stream.cycles + 1):
-        await FallingEdge(dut.clk)  # registers updated at edge t - 1: what edge t samples
-        if t > 0:
-            valid, data = dut.out_valid.value, dut.out_data.value
-            assert valid.is_resolvable and data.is_resolvable, f"X/Z on the outputs at edge {t}"
-            valid_bits, data_bits = int(valid), int(data)
-            for pe in range(rows * cols):
-                if valid_bits >> pe & 1:
-                    bits = data_bits >> (pe * out_width) & ((1 << out_width) - 1)
-                    pulses.append((t, pe // cols, pe % cols, bits))
-        if t < stream.cycles:
-            dut.rst.value = int(stream.rst[t])
-            dut.in_valid.value = int(stream.in_valid[t])
-            dut.in_last.value = int(stream.in_last[t])
-            dut.a_in.value = pack(stream.a_in[t], a_width)
-            dut.w_in.value = pack(stream.w_in[t], w_width)
-            dut.s_in.value = int(stream.s_in[t])
-    return pulses
 
 
 async def check_stream(dut, stream: ArrayInputs) -> None:

@@ -61,3 +61,14 @@ def test_cli_simulate_writes_the_report(export: Path, checkpoint: Path, tmp_path
     assert (out / "layer_error.png").read_bytes()[:4] == b"\x89PNG"
     assert "every output of every layer is bit-identical" in (out / "report.md").read_text()
     assert "15 of 15" in capsys.readouterr().out
+
+
+def test_cosim_refuses_unknown_layers_and_impossible_tile_counts(export: Path) -> None:
+    from fp4sim.cosim import run_cosim
+
+    model, _, _ = load_quantized(export)
+    ids = torch.arange(64)
+    with pytest.raises(ValueError, match="not a quantized linear layer"):
+        run_cosim(model, "model.layers.0.mlp", ids)
+    with pytest.raises(ValueError, match="tiles must be 1..192"):
+        run_cosim(model, "model.layers.0.mlp.up_proj", ids, tiles=1000)  # 64 tokens x 48 outputs: 16 x 12 tiles

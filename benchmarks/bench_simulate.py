@@ -1,0 +1,62 @@
+"""Whole-model forward: the bit-accurate simulator vs the torch fake-quant path, on the bundled model.
+
+    python benchmarks/bench_simulate.py [--repeats 3] [--windows 8]
+
+Quantizes the bundled model (fpq 4/4/4, one search round: the forward's cost
+does not depend on the search) into a temporary export, then times one
+forward of `windows` x 256 tokens on each backend, best of `repeats`, after
+checking the two give bit-identical logits in exact mode. The study
+accumulation models are timed against the same torch reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from timing import best_time
+
+from fp4sim.llama import DEFAULT_MODEL
+from fp4sim.quant.config import QuantConfig
+from fp4sim.quant.export import load_quantized
+from fp4sim.quant.modules import set_backend
+from fp4sim.quant.quantize import quantize_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--windows", type=int, default=8)
+    parser.add_argument("--accum", nargs="*", default=["fp32_sequential", "aligned_truncate:25"])
+    args = parser.parse_args()
+    calib = (ROOT / "models/shakespeare/train.txt").read_text(encoding="utf-8")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = quantize_checkpoint(DEFAULT_MODEL, calib, QuantConfig(rounds=1), Path(tmp) / "q", progress=False)
+        model, _, _ = load_quantized(out)
+    ids = torch.randint(0, model.config.vocab_size, (args.windows, 256), generator=torch.Generator().manual_seed(0))
+
+    def forward() -> torch.Tensor:
+        with torch.no_grad():
+            return model(ids).logits
+
+    reference = forward()
+    t_torch = best_time(forward, args.repeats)
+    print(f"{args.windows} x 256 tokens, bundled model, fpq 4/4/4\n")
+    print("| path | accumulation | ms | ratio to torch |")
+    print("|---|---|---|---|")
+    print(f"| torch fake-quant (folded) | exact | {t_torch * 1e3:.0f} | 1.00x |")
+    for accum in ["exact", *args.accum]:
+        set_backend(model, "simulator", accum)
+        if accum == "exact":
+            assert np.array_equal(forward().numpy().view(np.uint32), reference.numpy().view(np.uint32))
+        t_sim = best_time(forward, args.repeats)
+        print(f"| simulator | {accum} | {t_sim * 1e3:.0f} | {t_sim / t_torch:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
