@@ -70,5 +70,5 @@ def test_cosim_refuses_unknown_layers_and_impossible_tile_counts(export: Path) -
     ids = torch.arange(64)
     with pytest.raises(ValueError, match="not a quantized linear layer"):
         run_cosim(model, "model.layers.0.mlp", ids)
-    with pytest.raises(ValueError, match="tiles must be 1..192"):
+    with pytest.raises(ValueError, match=r"tiles must be 1\.\.192"):
         run_cosim(model, "model.layers.0.mlp.up_proj", ids, tiles=1000)  # 64 tokens x 48 outputs: 16 x 12 tiles
