@@ -25,10 +25,10 @@ sysdeps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
 	fi
 
-test: install
+test: install sysdeps
 	$(PY) -m pytest
 
-test-fast: install
+test-fast: install sysdeps
 	$(PY) -m pytest -m "not slow"
 
 lint: install lint-rtl
@@ -48,11 +48,12 @@ bench: install
 	$(PY) benchmarks/bench_fakequant.py
 	$(PY) benchmarks/bench_simulate.py
 
-demo: install
-	$(VENV)/bin/fp4sim formats E2M1 E1M2 E3M0 float8_e4m3fn
+# The main job: quantize the bundled model, simulate it, run RTL tiles (Icarus), print the accuracy table.
+demo: install sysdeps
+	$(VENV)/bin/fp4sim demo --out demo --overwrite
 
 # Every cocotb testbench under Icarus Verilog; WAVES=1 writes FST waveforms into tb/sim_build/.
-sim: install
+sim: install sysdeps
 	WAVES=$(WAVES) $(PY) -m pytest tb
 
 # Break the RTL on purpose (a copy of it) and check each testbench notices; about 2 minutes.

@@ -165,6 +165,12 @@ def _cmd_cosim(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.out, tiles=args.tiles, overwrite=args.overwrite)
+
+
 def _read_text(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
@@ -300,6 +306,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="text whose first window feeds the layer",
     )
     cosim.set_defaults(run=_cmd_cosim)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the main job: quantize the bundled model (LLM-FP4 4/4/4), simulate it, run RTL tiles, print accuracy",
+        description="Quantize the bundled LLaMA with fpq 4/4/4, run the export on torch and on the bit-accurate "
+        "simulator (every layer compared bit for bit), report perplexity against FP32, and run real tiles through "
+        "the Verilog array. Exits 1 if any check fails.",
+    )
+    demo.add_argument("--out", default="demo", help="directory for the export and the report (default: demo)")
+    demo.add_argument("--tiles", type=int, default=2, help="RTL tiles to run (default 2)")
+    demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo's export")
+    demo.set_defaults(run=_cmd_demo)
 
     ranges = sub.add_parser(
         "act-ranges",
