@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
+import pytest
 from array_driver import play
 from runner import tb_params
 
@@ -50,6 +51,7 @@ async def model_tiles(dut) -> None:
     )
 
 
+@pytest.mark.slow
 def test_bundled_model_tiles_through_the_rtl(tmp_path: Path) -> None:
     """Two 4 x 4 tiles (K = 688) of the bundled model's down_proj, fpq 4/4/4, through the Verilog array."""
     text = (DEFAULT_MODEL.parent / "shakespeare" / "valid.txt").read_text(encoding="utf-8")

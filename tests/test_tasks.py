@@ -52,6 +52,7 @@ def _direct_accuracy(model, tokenizer) -> float:
     return correct / len(DOCS)
 
 
+@pytest.mark.slow
 def test_local_task_accuracy_matches_a_direct_count(tmp_path: Path) -> None:
     model, tokenizer = load_llama()
     scores = zero_shot(model, tokenizer, [str(_local_task(tmp_path))], batch_size=2)
