@@ -51,13 +51,17 @@ def main() -> None:
                 ppl = perplexity(quantized, ids, progress=False).perplexity
             rows.append({"method": METHOD_NAMES[method], "bits": bits, "perplexity": ppl, "quantize_s": seconds})
             print(rows[-1], flush=True)
+            write_table(rows, args.out)  # after every row: a long run keeps what it measured
+    print(Path(f"{args.out}.md").read_text())
+
+
+def write_table(rows: list[dict], out: str) -> None:
     lines = ["| method | E/W/A | perplexity | quantize time (s) |", "|---|---|---|---|"]
     for row in rows:
         seconds = f"{row['quantize_s']:.0f}" if "quantize_s" in row else "-"
         lines.append(f"| {row['method']} | {row['bits']} | {row['perplexity']:.2f} | {seconds} |")
-    Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")
-    Path(f"{args.out}.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print("\n".join(lines))
+    Path(f"{out}.md").write_text("\n".join(lines) + "\n")
+    Path(f"{out}.json").write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":

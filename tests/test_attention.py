@@ -124,7 +124,8 @@ def test_folded_matmul_is_the_simulators_bits(fmt_l: str, fmt_r: str, k: int, dt
     on_simulator = matmul_simulator(left, right, quant)
     assert on_torch.shape == (2, 3, 5, 7)
     assert np.array_equal(bits(on_torch), bits(on_simulator))
-    assert exact_sum_dtype(matmul_config(quant, k), k) == dtype
+    assert exact_sum_dtype(quant.left.fmt, quant.right.fmt, 0, k) == dtype
+    assert matmul_config(quant, k).k_max == k
     with pytest.raises(ValueError, match="exact accumulation only"):
         matmul_torch(left, right, quant, accum="fp32_sequential")
 

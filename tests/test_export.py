@@ -122,7 +122,10 @@ def test_torch_path_is_the_simulators_bits(fmt_a: str, fmt_w: str, k: int) -> No
         on_simulator = layer(x)
     assert np.array_equal(bits(on_torch), bits(on_simulator))
     expected_dtype = torch.float64 if (fmt_a, fmt_w) == ("E3M0", "E3M0") else torch.float32
-    assert exact_sum_dtype(layer.folded.pe_config(), k) == expected_dtype
+    folded = layer.folded
+    assert (
+        exact_sum_dtype(folded.input_format, folded.weight_format, int(folded.input_shift.max()), k) == expected_dtype
+    )
 
 
 def test_simulator_study_models_run_on_folded_layers() -> None:
@@ -225,11 +228,11 @@ def test_existing_targets_are_kept_unless_overwrite(exported: tuple[Path, dict, 
         export_quantized(model, tokenizer, params, QuantConfig(**FAST), precious, overwrite=True)
 
 
-@pytest.mark.parametrize("bits_setting", ["4/4/16", "8/8/8"])
-def test_quantize_checkpoint_other_bit_settings(checkpoint: Path, tmp_path: Path, bits_setting: str) -> None:
+@pytest.mark.parametrize(("method", "bits_setting"), [("fpq", "4/4/16"), ("fpq", "8/8/8"), ("minmax", "8/8/8")])
+def test_quantize_checkpoint_other_bit_settings(checkpoint: Path, tmp_path: Path, method: str, bits_setting: str):
     """Weight-only (4/4/16) exports run on torch only: the MAC array needs quantized activations. 8-bit formats of the
-    family run on the simulator too (its accumulator fits), with the torch path's bits."""
-    config = QuantConfig(bits=bits_setting, **FAST)
+    family (MinMax: E4M3 x E4M3) run on the simulator too, sized to the layer, with the torch path's bits."""
+    config = QuantConfig(method=method, bits=bits_setting, **FAST)
     out = quantize_checkpoint(checkpoint, CALIB_TEXT, config, tmp_path / "q", progress=False)
     model, _, metadata = load_quantized(out)
     q_proj = metadata["modules"]["model.layers.0.self_attn.q_proj"]
@@ -310,7 +313,10 @@ def test_folded_linear_properties() -> None:
     folded: FoldedLinear = fold_linear(weight, quant)
     assert (folded.in_features, folded.out_features) == (16, 4)
     assert torch.equal(folded.output_scale, quant.activation.scale * quant.weight.scale)
-    assert folded.pe_config().k_max >= 16
+    assert (
+        folded.pe_config().k_max == 16
+        and folded.pe_config().shift_bits == int(quant.activation.shift.max()).bit_length()
+    )
 
 
 def test_a_disk_offloaded_model_exports_the_same_bits(checkpoint: Path, tmp_path: Path) -> None:
@@ -333,3 +339,14 @@ def test_a_disk_offloaded_model_exports_the_same_bits(checkpoint: Path, tmp_path
     expected, got = load_file(in_memory / TENSORS_FILE), load_file(offloaded / TENSORS_FILE)
     assert expected.keys() == got.keys()
     assert all(torch.equal(expected[key], got[key]) for key in expected)
+
+
+def test_layers_too_wide_for_the_golden_accumulator_run_on_torch_only() -> None:
+    """E5M2 x E5M2 with shifts up to 31 needs a Kulisch accumulator past 64 bits: torch runs it (float64), the
+    simulator refuses it with the reason."""
+    weight, quant = _layer(7, 32, 8, "E5M2", "E5M2", power_of_two=False)
+    layer = QuantizedLinear(fold_linear(weight, quant))
+    with torch.no_grad():
+        assert torch.isfinite(layer(torch.randn(3, 32))).all()
+    with pytest.raises(ValueError, match="64"):
+        layer.set_backend("simulator")

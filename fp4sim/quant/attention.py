@@ -24,7 +24,7 @@ from torch import nn
 
 from ..codec import encode
 from ..gemm import gemm
-from ..pe import K_MAX_DEFAULT, PEConfig
+from ..pe import PEConfig
 from .fakequant import fake_quantize
 from .folded import BACKENDS, exact_sum_dtype
 from .search import TensorQuant
@@ -134,7 +134,7 @@ def _matmul(state: Any, which: str, left: torch.Tensor, right: torch.Tensor) -> 
 
 def matmul_config(quant: MatmulQuant, k: int) -> PEConfig:
     """The MAC array for one quantized matmul: no per-channel shifts, K_max at least the inner dimension."""
-    return PEConfig.make(quant.left.fmt, quant.right.fmt, shift_bits=0, k_max=max(K_MAX_DEFAULT, k))
+    return PEConfig.make(quant.left.fmt, quant.right.fmt, shift_bits=0, k_max=k)
 
 
 def matmul_torch(left: torch.Tensor, right: torch.Tensor, quant: MatmulQuant, accum: str = "exact") -> torch.Tensor:
@@ -144,7 +144,7 @@ def matmul_torch(left: torch.Tensor, right: torch.Tensor, quant: MatmulQuant, ac
     one = torch.ones((), device=left.device)
     values_l = fake_quantize(left.float() / quant.left.scale.to(left.device), quant.left.fmt, one)
     values_r = fake_quantize(right.float() / quant.right.scale.to(left.device), quant.right.fmt, one)
-    dtype = exact_sum_dtype(matmul_config(quant, left.shape[-1]), left.shape[-1])
+    dtype = exact_sum_dtype(quant.left.fmt, quant.right.fmt, 0, left.shape[-1])
     acc = torch.matmul(values_l.to(dtype), values_r.to(dtype)) + 0.0  # +0, never -0 (spec 2.4)
     return acc.float() * (quant.left.scale * quant.right.scale).to(left.device)
 

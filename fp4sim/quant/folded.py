@@ -29,8 +29,8 @@ import torch.nn.functional as F
 
 from ..codec import encode
 from ..formats import Format
-from ..gemm import FLOAT32_EXACT, gemm, operand_table, weight_table
-from ..pe import K_MAX_DEFAULT, PEConfig
+from ..gemm import FLOAT32_EXACT, gemm, operand_table
+from ..pe import PEConfig
 from .fakequant import fake_quantize
 from .search import LinearQuant
 
@@ -73,10 +73,16 @@ class FoldedLinear:
         return self.input_scale * self.weight_scale
 
     def pe_config(self) -> PEConfig:
-        """The MAC array that runs this layer: its formats, and K_max at least the layer's input width."""
+        """The MAC array that runs this layer: its formats, a shift port as wide as its shifts need, K_max = in.
+
+        The output bits do not depend on the port width or K_max (the sum is
+        exact either way, spec 2.3); sizing both to the layer keeps the
+        Kulisch accumulator as narrow as the layer allows.
+        """
         if self.input_format is None:
             raise ValueError("this layer keeps its input in floating point; the MAC array needs quantized activations")
-        return PEConfig.make(self.input_format, self.weight_format, k_max=max(K_MAX_DEFAULT, self.in_features))
+        shift_bits = int(self.input_shift.max()).bit_length() if self.input_shift.numel() else 0
+        return PEConfig.make(self.input_format, self.weight_format, shift_bits=shift_bits, k_max=self.in_features)
 
 
 def fold_linear(weight: torch.Tensor, quant: LinearQuant, bias: torch.Tensor | None = None) -> FoldedLinear:
@@ -112,10 +118,15 @@ def input_values(layer: FoldedLinear, x: torch.Tensor) -> torch.Tensor:
     return fake_quantize(y, layer.input_format, torch.ones((), device=x.device), layer.input_shift.to(x.device))
 
 
-@lru_cache(maxsize=256)  # called on every forward; the bound depends only on the formats and K
-def exact_sum_dtype(config: PEConfig, k: int) -> torch.dtype:
-    """float32 when every partial sum of K products is an integer below 2^24 LSBs (spec 4.2), else float64."""
-    bound = k * int(np.abs(operand_table(config.fmt_a)).max()) * int(np.abs(weight_table(config)).max())
+@lru_cache(maxsize=256)  # called on every forward; the bound depends only on the formats, shifts and K
+def exact_sum_dtype(fmt_a: Format, fmt_w: Format, max_shift: int, k: int) -> torch.dtype:
+    """float32 when every partial sum is an integer below 2^24 LSBs (spec 4.2, 6.2), else float64.
+
+    The bound is K * max|X_A| * max|X_W| * 2^max_shift in LSB units. Past 2^53
+    float64 is not exact either; such layers also exceed the golden model's
+    64-bit accumulator, so the simulator refuses them.
+    """
+    bound = k * int(np.abs(operand_table(fmt_a)).max()) * int(np.abs(operand_table(fmt_w)).max()) << max_shift
     return torch.float32 if bound <= FLOAT32_EXACT else torch.float64
 
 
@@ -125,7 +136,9 @@ def forward_torch(layer: FoldedLinear, x: torch.Tensor, weight_values: torch.Ten
     if layer.input_format is None:  # weight-only quantization
         y = F.linear(x, weight_values * layer.weight_scale.to(x.device)[:, None])
     else:
-        dtype = exact_sum_dtype(layer.pe_config(), layer.in_features)
+        dtype = exact_sum_dtype(
+            layer.input_format, layer.weight_format, int(layer.input_shift.max()), layer.in_features
+        )
         acc = F.linear(input_values(layer, x).to(dtype), weight_values.to(dtype)) + 0.0  # +0, never -0 (spec 2.4)
         y = acc.float() * layer.output_scale.to(x.device)
     return y if layer.bias is None else y + layer.bias.to(x.device)
