@@ -350,3 +350,16 @@ def test_layers_too_wide_for_the_golden_accumulator_run_on_torch_only() -> None:
         assert torch.isfinite(layer(torch.randn(3, 32))).all()
     with pytest.raises(ValueError, match="64"):
         layer.set_backend("simulator")
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_checkpoints_quantize_and_run(checkpoint: Path, tmp_path: Path, dtype: str) -> None:
+    """A checkpoint loaded in bf16 / fp16 calibrates (in float32) and its export runs in that dtype on both paths."""
+    out = quantize_checkpoint(checkpoint, CALIB_TEXT, QuantConfig(**FAST), tmp_path / "q", dtype=dtype, progress=False)
+    on_torch, _, _ = load_quantized(out, dtype=dtype)
+    on_simulator, _, _ = load_quantized(out, dtype=dtype, backend="simulator")
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        logits = on_torch(ids).logits
+        assert logits.dtype == getattr(torch, dtype) and torch.isfinite(logits).all()
+        assert torch.equal(logits, on_simulator(ids).logits)
