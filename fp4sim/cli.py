@@ -185,6 +185,13 @@ def _add_model_and_text(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text", required=True, help="UTF-8 text file, e.g. models/shakespeare/valid.txt")
 
 
+def _add_windows(parser: argparse.ArgumentParser) -> None:
+    """The sliding-window perplexity settings (docs/quantization.md, "Evaluation protocol")."""
+    parser.add_argument("--context", type=int, help="window length in tokens (default: the model's context)")
+    parser.add_argument("--stride", type=int, help="window step in tokens (default: half the context)")
+    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+
+
 def _add_dtype_and_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -219,9 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated lm-evaluation-harness tasks (names with locally cached datasets, or YAML paths), 0-shot",
     )
     evaluate.add_argument("--limit", type=int, help="examples per task (default: all)")
-    evaluate.add_argument("--context", type=int, help="window length in tokens (default: the model's context)")
-    evaluate.add_argument("--stride", type=int, help="window step in tokens (default: half the context)")
-    evaluate.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    _add_windows(evaluate)
     evaluate.add_argument("--quantized", help="an export directory from fp4sim quantize (replaces --model)")
     _add_dtype_and_device(evaluate)
     evaluate.set_defaults(run=_cmd_eval)
@@ -282,9 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--model", help="the FP32 checkpoint (default: the export's source model, if present)")
     simulate.add_argument("--tokens", type=int, help="use only the text's first N tokens")
-    simulate.add_argument("--context", type=int, help="window length in tokens (default: the model's context)")
-    simulate.add_argument("--stride", type=int, help="window step in tokens (default: half the context)")
-    simulate.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    _add_windows(simulate)
     simulate.add_argument("--out", default="simulation", help="report directory (report.md, .json, layer_error.png)")
     simulate.set_defaults(run=_cmd_simulate)
 
