@@ -86,12 +86,13 @@ def aligned_truncate_gemm(
     frac_bits: int,
     group: int,
 ) -> np.ndarray:
-    """FP32 bits of every output under aligned_truncate (see :func:`aligned_group_sum`)."""
+    """FP32 bits of every output under aligned_truncate (see :func:`aligned_sum`)."""
     m_size, k_size = a_codes.shape
     n_size = w_codes.shape[1]
     result = np.zeros((m_size, n_size), dtype=np.uint32)
     term = np.empty((m_size, group), dtype=np.int64)
     exponent = np.empty((m_size, group), dtype=np.int64)
+    lsb = np.full(group, lsb_exponent, dtype=np.int64)  # every product shares the accumulator's LSB
     for m in numba.prange(m_size):
         for n in range(n_size):
             c_bits = np.int64(0)
@@ -102,35 +103,36 @@ def aligned_truncate_gemm(
                     a, w, s = a_codes[m, k], w_codes[k, n], shifts[k]
                     term[m, i] = products[s, a, w]
                     exponent[m, i] = a_exponent[a] + w_exponent[w] - s if term[m, i] else _NO_EXPONENT
-                c_bits = aligned_group_sum(
-                    c_bits, term[m, : stop - start], exponent[m, : stop - start], lsb_exponent, frac_bits
-                )
+                count = stop - start
+                c_bits = aligned_sum(c_bits, term[m, :count], lsb[:count], exponent[m, :count], frac_bits, _NO_EXPONENT)
             result[m, n] = c_bits
     return result
 
 
 @numba.njit(cache=True)
-def aligned_group_sum(
-    c_bits: int, products: np.ndarray, exponents: np.ndarray, lsb_exponent: int, frac_bits: int
+def aligned_sum(
+    c_bits: int, values: np.ndarray, lsbs: np.ndarray, exponents: np.ndarray, frac_bits: int, zero_c_exponent: int
 ) -> int:
-    """One fused group: FP32 c plus exact products, aligned, truncated, summed, truncated to FP32.
+    """One fused group: FP32 c plus exact terms, aligned, truncated, summed, truncated to FP32.
 
-    ``products[i] * 2**lsb_exponent`` is product i; ``exponents[i]`` is its
-    exponent as the multiplier sees it, e_a + e_w (each operand normalised), so
-    its significand lies in [1, 4). Every term keeps `frac_bits` bits below the
+    Term i is ``values[i] * 2**lsbs[i]``; ``exponents[i]`` is the exponent the
+    adder aligns it by (for a product, e_a + e_w of the normalised operands, so
+    its significand lies in [1, 4)). Every term keeps `frac_bits` bits below the
     largest exponent, truncated toward zero; the exact sum is truncated to FP32.
+    A zero c takes part in the maximum with `zero_c_exponent` (-126 in the
+    block-scaled datapath; _NO_EXPONENT to leave it out).
     """
     c_sig, c_lsb = float32_parts(c_bits)
-    top = _NO_EXPONENT
+    top = zero_c_exponent
     if c_sig != 0:
         top = c_lsb + 23  # FP32 exponent; a subnormal sits at -126 with significand < 1
-    for i in range(products.size):
+    for i in range(values.size):
         top = max(top, exponents[i])
     if top == _NO_EXPONENT:
         return c_bits  # every term is zero
     total = _truncate_to(c_sig, c_lsb + frac_bits - top)
-    for i in range(products.size):
-        total += _truncate_to(products[i], lsb_exponent + frac_bits - top)
+    for i in range(values.size):
+        total += _truncate_to(values[i], lsbs[i] + frac_bits - top)
     return round_to_float_bits(total, top - frac_bits, 8, 23, True)
 
 
@@ -150,3 +152,55 @@ def exponent_table(values: np.ndarray) -> np.ndarray:
     magnitudes = np.abs(values)
     _, exponents = np.frexp(np.where(magnitudes > 0, magnitudes, 1.0))
     return np.where(magnitudes > 0, exponents - 1, _NO_EXPONENT).astype(np.int64)
+
+
+SUPERACCUMULATOR_BIN = 24  # bits per bin of the exact sum below; a term adds < 2^(24 + 31) to one bin
+
+
+@numba.njit(cache=True)
+def superaccumulator_add(bins: np.ndarray, value: int, offset: int) -> None:
+    """Add ``value * 2**offset`` (offset >= 0 above the bins' base) to a wide exact accumulator."""
+    index = offset // SUPERACCUMULATOR_BIN
+    bins[index] += value << (offset - index * SUPERACCUMULATOR_BIN)
+
+
+@numba.njit(cache=True)
+def superaccumulator_to_fp32(bins: np.ndarray, base: int) -> int:
+    """FP32 bits of ``sum(bins[j] * 2**(base + 24 j))`` rounded once to nearest-even (+0 for zero).
+
+    Carries are propagated so every bin holds 24 bits; the top 48 bits plus a
+    sticky bit for everything below decide the rounding, which is then exact.
+    """
+    width = SUPERACCUMULATOR_BIN
+    negative = _normalise(bins) < 0
+    if negative:
+        for j in range(bins.size):
+            bins[j] = -bins[j]
+        _normalise(bins)
+    top = bins.size - 1
+    while top >= 0 and bins[top] == 0:
+        top -= 1
+    if top < 0:
+        return 0
+    high = bins[top]
+    sticky = 0
+    lsb = base + top * width
+    if top >= 1:
+        high = (high << width) | bins[top - 1]
+        lsb -= width
+        for j in range(top - 1):
+            if bins[j]:
+                sticky = 1
+    value = (high << 1) | sticky  # the sticky bit sits below every bit that can matter
+    return round_to_float_bits(-value if negative else value, lsb - 1, 8, 23, False)
+
+
+@numba.njit(cache=True, inline="always")
+def _normalise(bins: np.ndarray) -> int:
+    """Propagate carries so each bin lies in [0, 2^24); returns the carry out of the top (its sign is the sum's)."""
+    carry = np.int64(0)
+    for j in range(bins.size):
+        total = bins[j] + carry
+        carry = total >> SUPERACCUMULATOR_BIN
+        bins[j] = total - (carry << SUPERACCUMULATOR_BIN)
+    return carry

@@ -1,0 +1,204 @@
+"""Block-scaled FP4 GEMM under every accumulation model (docs/spec.md, section 7.5).
+
+``block_gemm(a, w)`` computes ``a @ w.T`` for block tensors that share K:
+each 16-element group's products are summed exactly (an integer in units of
+2^-2), scaled by the two block scales, and the scaled group sums are combined
+by the accumulation model; NVFP4's tensor scales multiply the FP32 result.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .accumulate import (
+    SUPERACCUMULATOR_BIN,
+    Accumulation,
+    aligned_sum,
+    fp32_sequential_gemm,
+    parse_accumulation,
+    superaccumulator_add,
+    superaccumulator_to_fp32,
+)
+from .blockscaled import E8M0_NAN, BlockTensor, block_dequantize
+from .convert import float32_to_float, output_format
+
+GROUP = 16  # elements per exactly summed group (MMA-Sim's mxf4nvf4 datapath, also for 32-element MX blocks)
+BLOCK_FUSED_DEFAULT = 64  # elements per fused add: the K of one m16n8k64 FP4 MMA instruction
+ZERO_EXPONENT = -126  # what a zero scale or a zero c contributes to the adder's maximum exponent (MMA-Sim)
+_PRODUCT_LSB = -2  # E2M1 values are multiples of 2^-1, their products of 2^-2
+_CHUNK_ELEMENTS = 1 << 25  # group sums held at once (float32): bounds memory for large M * N * K
+
+
+def block_gemm(a: BlockTensor, w: BlockTensor, *, accum: str | Accumulation = "exact", out: str = "fp32") -> np.ndarray:
+    """``a @ w.T`` for block tensors a (M, K) and w (N, K) of one block format.
+
+    Args:
+        a, w: BlockTensors (e.g. from block_quantize), K along the last axis.
+        accum: ``"exact"`` (one rounding of the exact sum), ``"fp32_sequential"``
+            or ``"aligned_truncate:N[:G]"`` (G elements per fused add, a multiple
+            of 16; default 64, NVIDIA's FP4 MMA: ``aligned_truncate:35``).
+        out: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+
+    Returns:
+        (M, N) array of `out`'s dtype: the FP32 sum times ``fp32(s_a * s_w)``
+        (NVFP4's tensor scales), rounded to `out`. A NaN block scale anywhere
+        in row m of a or row n of w makes output (m, n) NaN.
+    """
+    _check_pair(a, w)
+    model = parse_accumulation(accum)
+    fmt_out = output_format(out)
+    if model.kind == "fp32_sequential":
+        a_hat = block_dequantize(a, include_tensor_scale=False)
+        w_hat = block_dequantize(w, include_tensor_scale=False)
+        y = fp32_sequential_gemm(np.ascontiguousarray(a_hat), np.ascontiguousarray(w_hat.T))
+    else:
+        y = _scaled_group_gemm(a, w, model)
+    if a.fmt.tensor_scale:
+        y *= np.float32(a.tensor_scale * w.tensor_scale)  # alpha rounded once, then one FP32 multiply
+    nan = _nan_rows(a)[:, None] | _nan_rows(w)[None, :]
+    result = float32_to_float(np.where(nan, 0, y), fmt_out)
+    result[nan] = np.nan
+    return result
+
+
+def _check_pair(a: BlockTensor, w: BlockTensor) -> None:
+    if not (isinstance(a, BlockTensor) and isinstance(w, BlockTensor)):
+        raise TypeError("block_gemm takes two BlockTensors (fp4sim.block_quantize makes them)")
+    if a.fmt != w.fmt:
+        raise ValueError(f"operands have different block formats: {a.fmt.name} and {w.fmt.name}")
+    if len(a.shape) != 2 or len(w.shape) != 2:
+        raise ValueError(f"a must be (M, K) and w (N, K); got shapes {a.shape} and {w.shape}")
+    if a.shape[1] != w.shape[1]:
+        raise ValueError(f"a and w must share K (the last axis): {a.shape} and {w.shape}")
+    if a.shape[1] == 0:
+        raise ValueError("K must be at least 1")
+
+
+def _scaled_group_gemm(a: BlockTensor, w: BlockTensor, model: Accumulation) -> np.ndarray:
+    """FP32 results of the exact and aligned-truncate models, from exact 16-element group sums."""
+    a_sig, a_lsb, a_align = scale_parts(a)
+    w_sig, w_lsb, w_align = scale_parts(w)
+    per_group = a.fmt.block_size // GROUP
+    if model.kind == "aligned_truncate":
+        fused = model.group or BLOCK_FUSED_DEFAULT
+        if fused % GROUP:
+            raise ValueError(f"block-scaled aligned_truncate needs a group that is a multiple of {GROUP}, got {fused}")
+    a_int, w_int = _element_integers(a), _element_integers(w)
+    m_size, n_size = a_int.shape[1], w_int.shape[1]
+    result = np.empty((m_size, n_size), dtype=np.uint32)
+    rows = max(1, _CHUNK_ELEMENTS // max(n_size * a_int.shape[0], 1))
+    for start in range(0, m_size, rows):
+        stop = min(start + rows, m_size)
+        sums = _group_sums(a_int[:, start:stop], w_int)
+        scales = (a_sig[start:stop], a_lsb[start:stop], a_align[start:stop], w_sig, w_lsb, w_align, per_group)
+        if model.kind == "exact":
+            result[start:stop] = _exact_kernel(sums, *scales)
+        else:
+            result[start:stop] = _aligned_kernel(sums, *scales, model.frac_bits, fused // GROUP)
+    return result.view(np.float32)
+
+
+def scale_parts(t: BlockTensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each block scale as (integer significand, exponent of its LSB, exponent the adder aligns by).
+
+    scale = significand * 2**lsb. The alignment exponent is the scale's
+    exponent with its significand in [1, 2), clamped up to the format's
+    smallest normal exponent for subnormals; a zero scale aligns at -126
+    (MMA-Sim's extract_significand_exponent). NaN scales give 0 (masked later).
+    """
+    fmt = t.fmt.scale
+    values = np.nan_to_num(t.fmt.scale.values(), nan=0.0)[t.scales]
+    _, exponent = np.frexp(values)
+    min_exponent = 1 - fmt.bias if fmt.subnormals else -fmt.bias
+    align = np.maximum(exponent - 1, min_exponent)
+    lsb = align - fmt.mbits
+    significand = np.ldexp(values, -lsb).astype(np.int64)  # exact: every scale is an integer at its LSB
+    return significand, lsb.astype(np.int64), np.where(values > 0, align, ZERO_EXPONENT).astype(np.int64)
+
+
+def _element_integers(t: BlockTensor) -> np.ndarray:
+    """Element values times 2 (integers), (groups, rows, 16) float32, zero-padded to whole groups."""
+    table = (t.fmt.element.values() * 2).astype(np.float32)
+    values = table[t.codes]
+    pad = -values.shape[1] % GROUP
+    values = np.pad(values, ((0, 0), (0, pad)))
+    return np.ascontiguousarray(values.reshape(values.shape[0], -1, GROUP).transpose(1, 0, 2))
+
+
+def _group_sums(a_int: np.ndarray, w_int: np.ndarray) -> np.ndarray:
+    """(groups, M, N) exact group sums in units of 2^-2: |sum| <= 16 * 144, exact in float32 BLAS."""
+    import torch
+
+    return torch.bmm(torch.from_numpy(a_int), torch.from_numpy(w_int).transpose(1, 2)).numpy()
+
+
+@numba.njit(cache=True, parallel=True)
+def _exact_kernel(
+    sums: np.ndarray,
+    a_sig: np.ndarray,
+    a_lsb: np.ndarray,
+    a_align: np.ndarray,
+    w_sig: np.ndarray,
+    w_lsb: np.ndarray,
+    w_align: np.ndarray,
+    per_group: int,
+) -> np.ndarray:
+    """FP32 bits of every exact block-scaled dot product (one rounding of the exact sum)."""
+    groups, m_size, n_size = sums.shape
+    base = _PRODUCT_LSB + a_lsb.min() + w_lsb.min()
+    span = a_lsb.max() + w_lsb.max() + _PRODUCT_LSB - base + 64  # room for the largest term and the carries
+    n_bins = span // SUPERACCUMULATOR_BIN + 3
+    result = np.empty((m_size, n_size), dtype=np.uint32)
+    for m in numba.prange(m_size):
+        bins = np.empty(n_bins, dtype=np.int64)
+        for n in range(n_size):
+            bins[:] = 0
+            for g in range(groups):
+                b = g // per_group
+                value = np.int64(sums[g, m, n]) * a_sig[m, b] * w_sig[n, b]
+                if value != 0:
+                    superaccumulator_add(bins, value, _PRODUCT_LSB + a_lsb[m, b] + w_lsb[n, b] - base)
+            result[m, n] = superaccumulator_to_fp32(bins, base)
+    return result
+
+
+@numba.njit(cache=True, parallel=True)
+def _aligned_kernel(
+    sums: np.ndarray,
+    a_sig: np.ndarray,
+    a_lsb: np.ndarray,
+    a_align: np.ndarray,
+    w_sig: np.ndarray,
+    w_lsb: np.ndarray,
+    w_align: np.ndarray,
+    per_group: int,
+    frac_bits: int,
+    fused: int,
+) -> np.ndarray:
+    """FP32 bits under aligned_truncate: `fused` scaled group sums plus c per fused add (spec 7.5)."""
+    groups, m_size, n_size = sums.shape
+    result = np.empty((m_size, n_size), dtype=np.uint32)
+    for m in numba.prange(m_size):
+        values = np.empty(fused, dtype=np.int64)
+        lsbs = np.empty(fused, dtype=np.int64)
+        exponents = np.empty(fused, dtype=np.int64)
+        for n in range(n_size):
+            c_bits = np.int64(0)
+            for start in range(0, groups, fused):
+                count = min(fused, groups - start)
+                for i in range(count):
+                    b = (start + i) // per_group
+                    values[i] = np.int64(sums[start + i, m, n]) * a_sig[m, b] * w_sig[n, b]
+                    lsbs[i] = _PRODUCT_LSB + a_lsb[m, b] + w_lsb[n, b]
+                    exponents[i] = a_align[m, b] + w_align[n, b]
+                c_bits = aligned_sum(c_bits, values[:count], lsbs[:count], exponents[:count], frac_bits, ZERO_EXPONENT)
+            result[m, n] = c_bits
+    return result
+
+
+def _nan_rows(t: BlockTensor) -> np.ndarray:
+    """Rows holding a NaN block scale (only MX's E8M0 has one)."""
+    if t.fmt.tensor_scale:
+        return np.zeros(t.shape[0], dtype=bool)
+    return (t.scales == E8M0_NAN).any(axis=1)

@@ -1,0 +1,92 @@
+"""Exact reference for block-scaled FP4 (docs/spec.md section 7), written from the formulas with `fractions`.
+
+Imports nothing from fp4sim. Values are Fractions; floats come in as the
+exact values they hold.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+from oracle import floor_log2, paper_quantize, round_float
+
+E4M3_MAX = Fraction(448)
+TWO = Fraction(2)
+
+
+def e2m1(x: Fraction) -> Fraction:
+    """OCP E2M1: round half to even, saturate at +-6."""
+    return paper_quantize(x, 2, 1, 1)
+
+
+def e4m3(x: Fraction) -> Fraction:
+    """E4M3 (fn) with saturation: round half to even on the E4M3 grid, then clip at 448 (480 is NaN's slot)."""
+    return max(-E4M3_MAX, min(E4M3_MAX, paper_quantize(x, 4, 3, 7)))
+
+
+def mx_block(xs: list[Fraction]) -> tuple[int, list[Fraction]]:
+    """OCP MX: E = floor(log2 amax) - 2 clamped to [-127, 127] (-127 for an all-zero block); elements E2M1(x / 2^E)."""
+    amax = max(abs(x) for x in xs)
+    shared = -127 if amax == 0 else max(-127, min(127, floor_log2(amax) - 2))
+    return shared, [e2m1(x / TWO**shared) for x in xs]
+
+
+def nv_tensor_scale(amax: Fraction) -> Fraction:
+    """fp32(amax / 2688), or 1 for an all-zero tensor."""
+    return Fraction(1) if amax == 0 else Fraction(round_float(amax / 2688, "fp32"))
+
+
+def nv_block(xs: list[Fraction], tensor_scale: Fraction) -> tuple[Fraction, list[Fraction]]:
+    """NVFP4: S = E4M3(amax / (6 s_t)); elements E2M1(x / (S s_t)), all zero when S is zero."""
+    scale = e4m3(max(abs(x) for x in xs) / (6 * tensor_scale))
+    if scale == 0:
+        return scale, [Fraction(0)] * len(xs)
+    return scale, [e2m1(x / (scale * tensor_scale)) for x in xs]
+
+
+def scale_exponent(scale: Fraction, min_exponent: int) -> int:
+    """The exponent an adder aligns a block scale by: floor(log2), at least the smallest normal's; -126 for 0."""
+    return -126 if scale == 0 else max(floor_log2(scale), min_exponent)
+
+
+def block_dot(
+    model: str,
+    a: list[Fraction],
+    a_scales: list[Fraction],
+    w: list[Fraction],
+    w_scales: list[Fraction],
+    block: int,
+    min_exponent: int,
+    frac_bits: int = 0,
+    fused: int = 64,
+) -> float:
+    """One block-scaled dot product (before the tensor scales) as an FP32 value.
+
+    exact: the exact sum rounded once. fp32_sequential: c = fp32(c + fp32(a_i S_a * w_i S_w)).
+    aligned_truncate: 16-element group sums times both scales, `fused` // 16 of them plus c per
+    add; each term truncated toward zero `frac_bits` bits below the largest exponent (a term's
+    exponent is the sum of its scales' exponents; c's is its own, -126 when zero or subnormal);
+    the sum truncated to FP32.
+    """
+    scaled = [(x * a_scales[i // block], y * w_scales[i // block]) for i, (x, y) in enumerate(zip(a, w, strict=True))]
+    if model == "exact":
+        return round_float(sum((x * y for x, y in scaled), Fraction(0)), "fp32")
+    if model == "fp32_sequential":
+        c = Fraction(0)
+        for x, y in scaled:
+            c = Fraction(round_float(c + Fraction(round_float(x * y, "fp32")), "fp32"))
+        return float(c)
+    terms = []
+    for start in range(0, len(a), 16):
+        b = start // block
+        group = sum(x * y for x, y in zip(a[start : start + 16], w[start : start + 16], strict=True))
+        exponent = scale_exponent(a_scales[b], min_exponent) + scale_exponent(w_scales[b], min_exponent)
+        terms.append((group * a_scales[b] * w_scales[b], exponent))
+    c = Fraction(0)
+    for start in range(0, len(terms), fused // 16):
+        chunk = [(c, -126 if c == 0 else max(floor_log2(abs(c)), -126)), *terms[start : start + fused // 16]]
+        unit = TWO ** (max(e for _, e in chunk) - frac_bits)
+        total = sum((math.trunc(t / unit) * unit for t, _ in chunk), Fraction(0))
+        c = Fraction(round_float(total, "fp32", toward_zero=True))
+    return float(c)

@@ -1,0 +1,248 @@
+"""MXFP4 / NVFP4 encoders and decoders against the fractions reference and ml_dtypes (docs/spec.md 7.1-7.4)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import block_oracle as ref
+import ml_dtypes
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from oracle import code_value
+
+from fp4sim.blockscaled import (
+    MXFP4,
+    NVFP4,
+    BlockTensor,
+    block_dequantize,
+    block_quantize,
+    get_block_format,
+    nvfp4_tensor_scale,
+    pack_block,
+    unpack_block,
+)
+
+
+def element_values(codes: np.ndarray) -> list[Fraction]:
+    return [code_value(int(c), 2, 1, 1) for c in codes]
+
+
+def e4m3_value(code: int) -> Fraction:
+    return code_value(code, 4, 3, 7)
+
+
+def spread_blocks(seed: int, rows: int, k: int, span: int = 40) -> np.ndarray:
+    """Normal values with per-block magnitudes 2^[-span, span], exact zeros and a few zero blocks."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, k)) * np.exp2(rng.integers(-span, span, (rows, k // 8 + 1))).repeat(8, 1)[:, :k]
+    x[rng.random((rows, k)) < 0.05] = 0
+    x[0, :16] = 0
+    return x.astype(np.float32)
+
+
+def check_mx_against_oracle(x: np.ndarray) -> None:
+    t = block_quantize(x, "mxfp4")
+    for r, row in enumerate(x):
+        for b, start in enumerate(range(0, row.size, 32)):
+            shared, elements = ref.mx_block([Fraction(float(v)) for v in row[start : start + 32]])
+            assert int(t.scales[r, b]) == shared + 127, (r, b)
+            assert element_values(t.codes[r, start : start + 32]) == elements, (r, b)
+
+
+def check_nv_against_oracle(x: np.ndarray, tensor_scale: float | None = None) -> None:
+    t = block_quantize(x, "nvfp4", tensor_scale=tensor_scale)
+    if tensor_scale is None:
+        s_t = ref.nv_tensor_scale(max(abs(Fraction(float(v))) for v in x.ravel()))
+        assert Fraction(float(t.tensor_scale)) == s_t
+    else:
+        s_t = Fraction(float(np.float32(tensor_scale)))
+    for r, row in enumerate(x):
+        for b, start in enumerate(range(0, row.size, 16)):
+            scale, elements = ref.nv_block([Fraction(float(v)) for v in row[start : start + 16]], s_t)
+            assert e4m3_value(int(t.scales[r, b])) == scale, (r, b)
+            assert element_values(t.codes[r, start : start + 16]) == elements, (r, b)
+
+
+@pytest.mark.parametrize("k", [32, 96, 50, 7])
+def test_mxfp4_matches_fraction_reference(k):
+    check_mx_against_oracle(spread_blocks(k, 6, k))
+
+
+@pytest.mark.parametrize("k", [16, 64, 50, 7])
+def test_nvfp4_matches_fraction_reference(k):
+    check_nv_against_oracle(spread_blocks(k, 6, k, span=6))
+
+
+@settings(max_examples=150, deadline=None)
+@given(arrays(np.float32, (2, 40), elements=st.floats(-(2.0**100), 2.0**100, width=32, allow_subnormal=True)))
+def test_mxfp4_property_matches_reference(x):
+    check_mx_against_oracle(x)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    arrays(np.float32, (2, 24), elements=st.floats(-(2.0**13), 2.0**13, width=32, allow_subnormal=True)),
+    st.one_of(st.none(), st.floats(2.0**-20, 8.0, width=32)),
+)
+def test_nvfp4_property_matches_reference(x, tensor_scale):
+    check_nv_against_oracle(x, tensor_scale)
+
+
+@settings(max_examples=100, deadline=None)
+@given(arrays(np.float32, (3, 64), elements=st.floats(-(2.0**66), 2.0**66, width=32)))
+def test_mxfp4_requantizing_is_identity(x):
+    once = block_dequantize(block_quantize(x, "mxfp4"))
+    twice = block_dequantize(block_quantize(once, "mxfp4"))
+    np.testing.assert_array_equal(once, twice)
+
+
+def test_element_casts_match_ml_dtypes():
+    x = spread_blocks(1, 8, 256)
+    mx = block_quantize(x, "mxfp4")
+    exponent = (mx.scales.astype(np.int32) - 127).repeat(32, axis=1)
+    scaled = np.ldexp(x, -exponent)  # exact: a power-of-two scale
+    np.testing.assert_array_equal(mx.codes, scaled.astype(ml_dtypes.float4_e2m1fn).view(np.uint8))
+
+    nv = block_quantize(x, "nvfp4")
+    s_t = np.float64(nv.tensor_scale)
+    amax = np.abs(x.reshape(8, -1, 16)).max(-1).astype(np.float64)
+    scale_codes = (amax / (6 * s_t)).astype(ml_dtypes.float8_e4m3fn).view(np.uint8)
+    np.testing.assert_array_equal(nv.scales, scale_codes)  # the data stays below 448: no saturation here
+    divisor = (nv.scales.view(ml_dtypes.float8_e4m3fn).astype(np.float64) * s_t).repeat(16, axis=1)
+    elements = np.where(divisor > 0, x / np.where(divisor > 0, divisor, 1), 0)
+    np.testing.assert_array_equal(nv.codes, elements.astype(ml_dtypes.float4_e2m1fn).view(np.uint8))
+
+
+def test_decode_matches_reference():
+    x = spread_blocks(2, 4, 64, span=10)
+    mx = block_quantize(x, "mxfp4")
+    expected = [
+        float(code_value(int(c), 2, 1, 1) * Fraction(2) ** (int(mx.scales[r, j // 32]) - 127))
+        for r in range(4)
+        for j, c in enumerate(mx.codes[r])
+    ]
+    np.testing.assert_array_equal(block_dequantize(mx).ravel(), np.array(expected, np.float32))
+    nv = block_quantize(x, "nvfp4")
+    s_t = Fraction(float(nv.tensor_scale))
+    expected = [
+        ref.round_float(code_value(int(c), 2, 1, 1) * e4m3_value(int(nv.scales[r, j // 16])) * s_t, "fp32")
+        for r in range(4)
+        for j, c in enumerate(nv.codes[r])
+    ]
+    np.testing.assert_array_equal(block_dequantize(nv).ravel(), np.array(expected, np.float32))
+
+
+# ---- scale edge cases ----------------------------------------------------------------------------
+
+
+def test_all_zero_block():
+    x = np.zeros((1, 32), np.float32)
+    x[0, 16:] = [3.0, -1.5] * 8  # the second NVFP4 block is not zero
+    mx = block_quantize(x[:, :16].copy(), "mxfp4")
+    assert int(mx.scales[0, 0]) == 0  # 2^-127, E8M0's smallest (OCP leaves it open; microxcaling and torchao agree)
+    assert not mx.codes.any()
+    nv = block_quantize(x, "nvfp4")
+    assert int(nv.scales[0, 0]) == 0 and not nv.codes[0, :16].any()
+    assert not block_dequantize(nv)[0, :16].any()
+    zero = block_quantize(np.zeros((2, 16), np.float32), "nvfp4")
+    assert zero.tensor_scale == 1 and not zero.scales.any() and not block_dequantize(zero).any()
+
+
+@pytest.mark.parametrize("power", [-100, -1, 0, 3, 20, 120])
+def test_mx_block_max_just_below_a_power_of_two(power):
+    below = np.nextafter(np.float32(2.0**power), np.float32(0))  # e.g. 7.9999995 for 2^3
+    mx = block_quantize(np.array([[below, below / 3]], np.float32), "mxfp4")
+    assert int(mx.scales[0, 0]) - 127 == power - 3  # floor(log2) = power - 1, minus emax_elem = 2
+    # The element saturates to 6; microxcaling's float32 log2 rounds up to `power` and gives 4 * 2^(E+1).
+    assert block_dequantize(mx)[0, 0] == np.float32(6 * 2.0 ** (power - 3))
+    at_power = block_quantize(np.array([[2.0**power]], np.float32), "mxfp4")
+    assert int(at_power.scales[0, 0]) - 127 == power - 2
+
+
+def test_mx_elements_saturate():
+    x = np.array([[7.0, 6.9, -7.9, 5.0, 0.2]], np.float32)  # amax in [4, 8): E = 0, so 7.x saturates to 6
+    np.testing.assert_array_equal(block_dequantize(block_quantize(x, "mxfp4")), [[6, 6, -6, 4, 0]])
+
+
+def test_nvfp4_scale_saturates_under_a_static_tensor_scale():
+    x = np.array([[1000.0, -3.0] + [0.0] * 14], np.float32)
+    nv = block_quantize(x, "nvfp4", tensor_scale=1.0)  # amax / 6 = 166.7 -> E4M3 160
+    assert e4m3_value(int(nv.scales[0, 0])) == 160
+    big = block_quantize(x * 100, "nvfp4", tensor_scale=1.0)  # amax / 6 > 464: saturates to 448, not NaN
+    assert e4m3_value(int(big.scales[0, 0])) == 448
+    assert block_dequantize(big)[0, 0] == 6 * 448  # the element saturates too
+    check_nv_against_oracle(x * 100, 1.0)
+
+
+def test_nvfp4_tensor_scale_rounding_can_saturate_the_block_scale():
+    # amax / 2688 rounds down in FP32 for this amax, so amax / (6 s_t) lands just above 448.
+    for amax in np.float32(2688) * (1 + np.arange(1, 200, dtype=np.float32) * np.float32(2**-23)):
+        s_t = nvfp4_tensor_scale(amax)
+        if Fraction(float(amax)) / (6 * Fraction(float(s_t))) > 448:
+            break
+    else:
+        pytest.fail("no amax found whose tensor scale rounds down")
+    x = np.array([[amax] + [1.0] * 15], np.float32)
+    nv = block_quantize(x, "nvfp4")
+    assert e4m3_value(int(nv.scales[0, 0])) == 448 and int(nv.codes[0, 0]) == 7  # 6.0
+    check_nv_against_oracle(x)
+
+
+def test_nan_scale_decodes_to_nan():
+    t = BlockTensor(MXFP4, np.full((1, 32), 2, np.uint8), np.array([[0xFF]], np.uint8), np.float32(1))
+    assert np.isnan(block_dequantize(t)).all()
+
+
+# ---- API ------------------------------------------------------------------------------------------
+
+
+def test_bits_per_element():
+    assert MXFP4.bits_per_element == 4.25 and NVFP4.bits_per_element == 4.5
+
+
+def test_half_precision_inputs_and_torch_tensors():
+    x = spread_blocks(3, 2, 64, span=5)
+    expected = block_quantize(x.astype(ml_dtypes.bfloat16).astype(np.float32), "nvfp4")
+    got = block_quantize(torch.from_numpy(x).bfloat16(), "nvfp4")
+    np.testing.assert_array_equal(got.codes, expected.codes)
+    np.testing.assert_array_equal(got.scales, expected.scales)
+
+
+def test_pack_block_uses_torch_layout():
+    x = spread_blocks(4, 3, 64, span=5)
+    for name, scale_dtype in (("mxfp4", torch.float8_e8m0fnu), ("nvfp4", torch.float8_e4m3fn)):
+        t = block_quantize(x, name)
+        packed, scales = pack_block(t)
+        assert packed.dtype == torch.float4_e2m1fn_x2 and scales.dtype == scale_dtype
+        raw = packed.view(torch.uint8).numpy()
+        np.testing.assert_array_equal(raw & 0xF, t.codes[:, 0::2])  # element 0 in the low nibble
+        np.testing.assert_array_equal(scales.float().numpy(), t.fmt.scale.values()[t.scales])
+        back = unpack_block(packed, scales, name, t.tensor_scale)
+        np.testing.assert_array_equal(block_dequantize(back), block_dequantize(t))
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: block_quantize(np.ones(4, np.float64), "mxfp4"), TypeError),
+        (lambda: block_quantize(np.array([1.0, np.inf], np.float32), "mxfp4"), ValueError),
+        (lambda: block_quantize(np.array([np.nan], np.float32), "nvfp4"), ValueError),
+        (lambda: block_quantize(np.ones(4, np.float32), "mxfp8"), ValueError),
+        (lambda: block_quantize(np.ones(4, np.float32), "mxfp4", tensor_scale=2.0), ValueError),
+        (lambda: block_quantize(np.ones(4, np.float32), "nvfp4", tensor_scale=0.0), ValueError),
+        (lambda: BlockTensor(NVFP4, np.zeros((1, 16), np.uint8), np.array([[0x80]], np.uint8), 1.0), ValueError),
+        (lambda: BlockTensor(NVFP4, np.zeros((1, 16), np.uint8), np.zeros((1, 2), np.uint8), 1.0), ValueError),
+        (lambda: BlockTensor(MXFP4, np.full((1, 4), 16, np.uint8), np.zeros((1, 1), np.uint8), 1.0), ValueError),
+    ],
+)
+def test_bad_input_is_rejected(call, error):
+    with pytest.raises(error):
+        call()
+
+
+def test_get_block_format():
+    assert get_block_format("nvfp4") is NVFP4 and get_block_format(MXFP4) is MXFP4
