@@ -3,7 +3,8 @@
 The array itself accumulates exactly (Kulisch, section 2.3). Two other models
 say what cheaper datapaths would give on the same products:
 
-- ``aligned_truncate:N[:G]``: per group of G products (default 32) plus the
+- ``aligned_truncate:N[:G]``: per group of G products (default 32; 64 for
+  block-scaled FP4, section 7.5) plus the
   running FP32 sum, align every term to the largest exponent, truncate each
   toward zero to N fractional bits, add exactly, truncate the result to FP32.
   This is NVIDIA's tensor-core behaviour as measured by MMA-Sim.
@@ -30,11 +31,11 @@ class Accumulation(NamedTuple):
 
     kind: str  # "exact", "aligned_truncate" or "fp32_sequential"
     frac_bits: int = 0
-    group: int = 0
+    group: int = 0  # 0: the datapath's default group
 
     def __str__(self) -> str:
         if self.kind == "aligned_truncate":
-            return f"aligned_truncate:{self.frac_bits}:{self.group}"
+            return f"aligned_truncate:{self.frac_bits}" + (f":{self.group}" if self.group else "")
         return self.kind
 
 
@@ -47,13 +48,14 @@ def parse_accumulation(spec: str | Accumulation) -> Accumulation:
     match = _ALIGNED_RE.match(spec) if isinstance(spec, str) else None
     if match:
         frac_bits = int(match.group(1))
-        group = int(match.group(2) or ALIGNED_GROUP_DEFAULT)
-        if not 1 <= frac_bits <= 56 or group < 1:
+        group = int(match.group(2) or 0)
+        if not 1 <= frac_bits <= 56 or (match.group(2) and group < 1):
             raise ValueError(f"aligned_truncate needs 1 <= N <= 56 fractional bits and a group >= 1, got {spec!r}")
         return Accumulation("aligned_truncate", frac_bits, group)
     raise ValueError(
         f"unknown accumulation model {spec!r}; use 'exact', 'fp32_sequential' or 'aligned_truncate:N[:G]' "
-        f"(N fractional bits, e.g. 13, 25, 35; G products per group, default {ALIGNED_GROUP_DEFAULT})"
+        f"(N fractional bits, e.g. 13, 25, 35; G products per group, default {ALIGNED_GROUP_DEFAULT}, "
+        "64 for MXFP4 / NVFP4)"
     )
 
 

@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from .accumulate import (
+    ALIGNED_GROUP_DEFAULT,
     Accumulation,
     aligned_truncate_gemm,
     exponent_table,
@@ -233,7 +234,7 @@ def _study_model(a: np.ndarray, w: np.ndarray, s: np.ndarray, config: PEConfig, 
         exponent_table(config.fmt_w.values()),
         config.lsb_exponent,
         model.frac_bits,
-        model.group,
+        model.group or ALIGNED_GROUP_DEFAULT,
     )
     return bits.view(np.float32)
 
