@@ -19,8 +19,7 @@ from typing import Any
 import torch
 
 from .perplexity import perplexity
-from .quant.folded import forward_torch
-from .quant.modules import QuantizedLinear, set_backend
+from .quant.modules import SIMULATED_LINEARS, set_backend
 
 _INT_VIEWS = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float16: torch.int16}
 
@@ -56,14 +55,14 @@ class LayerAgreement:
 
 @dataclass
 class AgreementMonitor:
-    """Forward hooks on every QuantizedLinear: the torch path on the module's input, compared with its output."""
+    """Forward hooks on every quantized linear: the torch path on the module's input, compared with its output."""
 
     layers: dict[str, LayerAgreement] = field(default_factory=dict)
     handles: list[Any] = field(default_factory=list)
 
     def attach(self, model: Any) -> AgreementMonitor:
         for name, module in model.named_modules():
-            if isinstance(module, QuantizedLinear):
+            if isinstance(module, SIMULATED_LINEARS):
                 self.layers[name] = LayerAgreement(name)
                 self.handles.append(module.register_forward_hook(self._hook(name)))
         return self
@@ -74,8 +73,8 @@ class AgreementMonitor:
         self.handles.clear()
 
     def _hook(self, name: str) -> Any:
-        def compare(module: QuantizedLinear, args: tuple, output: torch.Tensor) -> None:
-            reference = forward_torch(module.folded, args[0], module.weight_values).to(output.dtype)
+        def compare(module: Any, args: tuple, output: torch.Tensor) -> None:
+            reference = module.reference(args[0]).to(output.dtype)
             self.layers[name].update(output.detach(), reference)
 
         return compare

@@ -20,6 +20,7 @@ from fp4sim.llama import DEFAULT_MODEL, load_llama
 from fp4sim.quant.calibrate import calibrate_model, calibration_windows
 from fp4sim.quant.config import QuantConfig
 from fp4sim.quant.export import (
+    EXPORT_VERSION,
     METADATA_FILE,
     TENSORS_FILE,
     ExportError,
@@ -140,7 +141,7 @@ def test_simulator_study_models_run_on_folded_layers() -> None:
 def test_export_round_trip(exported: tuple[Path, dict, LlamaForCausalLM]) -> None:
     out, params, model = exported
     loaded, tokenizer, metadata = load_quantized(out)
-    assert metadata["version"] == 1 and metadata["quant_config"]["method"] == "fpq"
+    assert metadata["version"] == EXPORT_VERSION and metadata["quant_config"]["method"] == "fpq"
     assert set(metadata["modules"]) == set(params)
     for name, quant in params.items():
         if isinstance(quant, TensorQuant):
@@ -192,9 +193,11 @@ def test_foreign_corrupt_and_newer_exports_are_refused(exported: tuple[Path, dic
     newer = tmp_path / "newer"
     shutil.copytree(out, newer)
     metadata = json.loads((newer / METADATA_FILE).read_text())
-    (newer / METADATA_FILE).write_text(json.dumps({**metadata, "version": 2}))
-    with pytest.raises(ExportError, match="version 2"):
+    (newer / METADATA_FILE).write_text(json.dumps({**metadata, "version": EXPORT_VERSION + 1}))
+    with pytest.raises(ExportError, match=f"version {EXPORT_VERSION + 1}"):
         read_metadata(newer)
+    (newer / METADATA_FILE).write_text(json.dumps({**metadata, "version": 1}))  # LLM-FP4 layout is unchanged since 1
+    assert read_metadata(newer)["version"] == 1
     (newer / METADATA_FILE).write_text("{not json")
     with pytest.raises(ExportError, match="corrupt"):
         read_metadata(newer)

@@ -15,8 +15,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..blockscaled import get_block_format
 from ..llama import input_device, onloaded
 from .attention import STATE, AttentionQuant, AttentionRecorder, MatmulQuant, use_fp4sim_attention
+from .blockquant import BlockEmbeddingQuant, BlockLinearQuant, calibrate_block_linear
 from .config import QuantConfig
 from .search import LinearQuant, TensorQuant, calibrate_embedding, calibrate_linear, calibrate_matmul
 
@@ -66,7 +68,7 @@ def calibrate_model(model: Any, windows: torch.Tensor, config: QuantConfig, prog
         use_fp4sim_attention(model)
     try:
         hidden, layer_kwargs = _first_layer_inputs(model, windows.to(input_device(model)))
-        results: dict[str, LinearQuant | TensorQuant | AttentionQuant] = {}
+        results: dict[str, LinearQuant | TensorQuant | AttentionQuant | BlockLinearQuant | BlockEmbeddingQuant] = {}
         layers = tqdm(decoder.layers, desc=f"calibrating ({config.method} {config.bits})", disable=not progress)
         for index, layer in enumerate(layers):
             recorder = _attach_recorder(layer, config, windows.shape[1])
@@ -74,7 +76,7 @@ def calibrate_model(model: Any, windows: torch.Tensor, config: QuantConfig, prog
             for name in LAYER_LINEARS:
                 linear = layer.get_submodule(name)
                 with onloaded(linear):
-                    results[f"model.layers.{index}.{name}"] = calibrate_linear(linear.weight, inputs[name], config)
+                    results[f"model.layers.{index}.{name}"] = _calibrate_linear(linear.weight, inputs[name], config)
             if recorder is not None:
                 delattr(layer.self_attn, STATE)
                 results[f"model.layers.{index}.self_attn"] = AttentionQuant(
@@ -85,12 +87,22 @@ def calibrate_model(model: Any, windows: torch.Tensor, config: QuantConfig, prog
             hidden = output[0] if isinstance(output, tuple) else output
         head_input = decoder.norm(hidden).reshape(-1, hidden.shape[-1])
         with onloaded(model.lm_head):
-            results["lm_head"] = calibrate_linear(model.lm_head.weight, head_input, config)
-        with onloaded(decoder.embed_tokens):
-            results["model.embed_tokens"] = calibrate_embedding(decoder.embed_tokens.weight, config)
+            results["lm_head"] = _calibrate_linear(model.lm_head.weight, head_input, config)
+        if config.is_block:
+            results["model.embed_tokens"] = BlockEmbeddingQuant(get_block_format(config.method))
+        else:
+            with onloaded(decoder.embed_tokens):
+                results["model.embed_tokens"] = calibrate_embedding(decoder.embed_tokens.weight, config)
     finally:
         model.set_attn_implementation(implementation)
     return results
+
+
+def _calibrate_linear(weight: torch.Tensor, x: torch.Tensor, config: QuantConfig) -> LinearQuant | BlockLinearQuant:
+    """LLM-FP4's search, or the block formats' round-to-nearest."""
+    if config.is_block:
+        return calibrate_block_linear(x, config)
+    return calibrate_linear(weight, x, config)
 
 
 def _attach_recorder(layer: nn.Module, config: QuantConfig, window_length: int) -> AttentionRecorder | None:

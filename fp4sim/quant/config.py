@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-METHODS = ("minmax", "fpq-baseline", "fpq")
+BLOCK_METHODS = ("mxfp4", "nvfp4")  # round-to-nearest block-scaled FP4 (docs/quantization.md, "Block formats")
+METHODS = ("minmax", "fpq-baseline", "fpq", *BLOCK_METHODS)
+BLOCK_BITS = ("4/4/4", "4/4/16")  # block formats are FP4; activations may stay in floating point
 BIT_SETTINGS = ("4/4/4", "4/4/8", "8/8/8", "6/6/6", "4/4/16")  # embedding / weight / activation bits
 # MinMax FP's fixed format per width (the released code's --qbits exponent bits; OCP-style at 6 and 8 bits).
 MINMAX_FORMATS = {4: (2, 1), 6: (3, 2), 8: (4, 3)}
@@ -16,8 +18,9 @@ class QuantConfig:
     """What `quantize_model` does. Defaults are LLM-FP4's (Liu et al. 2023) unless docs/quantization.md says why not.
 
     Attributes:
-        method: "minmax" (bias from max|x|, fixed format), "fpq-baseline" (format and bias search) or "fpq"
-            (search plus per-channel activation bias pre-shifted into the weights).
+        method: "minmax" (bias from max|x|, fixed format), "fpq-baseline" (format and bias search), "fpq"
+            (search plus per-channel activation bias pre-shifted into the weights), or "mxfp4" / "nvfp4"
+            (round-to-nearest block-scaled FP4; the search parameters do not apply).
         bits: "E/W/A": embedding, weight and activation bits.
         grid_low, grid_high, grid_points: bias candidates b~init * linspace(grid_low, grid_high, grid_points + 1).
         rounds: search rounds (weight biases, activation bias, weight format, activation format).
@@ -47,6 +50,10 @@ class QuantConfig:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.bits not in BIT_SETTINGS:
             raise ValueError(f"bits must be one of {', '.join(BIT_SETTINGS)} (E/W/A), got {self.bits!r}")
+        if self.is_block and self.bits not in BLOCK_BITS:
+            raise ValueError(f"{self.method} is a 4-bit format: bits must be one of {', '.join(BLOCK_BITS)}")
+        if self.is_block and self.quantize_attention:
+            raise ValueError(f"{self.method} quantizes the linear layers and the embedding, not the attention matmuls")
         if not 0 < self.grid_low < self.grid_high or self.grid_points < 1 or self.rounds < 1:
             raise ValueError("need 0 < grid_low < grid_high, grid_points >= 1 and rounds >= 1")
         if self.calib_samples < 1 or self.calib_length < 2:
@@ -55,6 +62,11 @@ class QuantConfig:
             raise ValueError("search_tokens must be positive (or None for all calibration tokens)")
         if self.quantize_attention and self.activation_bits == UNQUANTIZED:
             raise ValueError(f"quantize_attention needs quantized activations; bits {self.bits} keeps them at 16")
+
+    @property
+    def is_block(self) -> bool:
+        """Whether the method is a block-scaled format (MXFP4 / NVFP4) rather than LLM-FP4's."""
+        return self.method in BLOCK_METHODS
 
     @property
     def embedding_bits(self) -> int:

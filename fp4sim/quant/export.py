@@ -27,21 +27,25 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..blockscaled import ELEMENT, BlockTensor, block_dequantize, block_quantize, get_block_format
 from ..codec import decode, encode
 from ..formats import Format, llm_fp4_format
 from ..llama import check_llama_dir, onloaded
 from ..packing import pack_fp4, unpack_fp4
 from .attention import STATE, AttentionQuant, FoldedAttention, MatmulQuant, use_fp4sim_attention
+from .blockquant import BlockEmbeddingQuant, BlockLinear, BlockLinearQuant, fold_block_linear
 from .config import QuantConfig
 from .folded import FoldedLinear, fold_linear
-from .modules import QuantizedLinear, set_backend
+from .modules import BlockQuantizedLinear, QuantizedLinear, set_backend
 from .search import LinearQuant, TensorQuant
 
 EXPORT_FORMAT = "fp4sim-llm-fp4"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2 added the MXFP4 / NVFP4 module kinds; version 1 exports still load
+READABLE_VERSIONS = (1, 2)
 METADATA_FILE = "fp4sim_quant.json"
 TENSORS_FILE = "model.safetensors"
 EMBEDDING = "model.embed_tokens"
@@ -54,7 +58,7 @@ class ExportError(ValueError):
 def export_quantized(
     model: Any,
     tokenizer: Any,
-    params: dict[str, LinearQuant | TensorQuant | AttentionQuant],
+    params: dict[str, LinearQuant | TensorQuant | AttentionQuant | BlockLinearQuant | BlockEmbeddingQuant],
     config: QuantConfig,
     out: str | Path,
     *,
@@ -73,6 +77,28 @@ def export_quantized(
                 tensors[f"{name}.{operand}_scale"] = tensor_quant.scale.float().cpu().reshape(())
             formats = {f"{op}_format": _format_entry(t.fmt) for op, t in _attention_operands(quant).items()}
             modules[name] = {"kind": "attention", **formats}
+            continue
+        if isinstance(quant, BlockEmbeddingQuant):
+            with onloaded(module):
+                table = block_quantize(module.weight.detach().float().cpu(), quant.fmt)
+            tensors.update(_block_tensors(f"{name}.weight", table))
+            modules[name] = {"kind": "block_embedding", "shape": list(table.shape), "weight_format": quant.fmt.name}
+            continue
+        if isinstance(quant, BlockLinearQuant):
+            with onloaded(module):
+                layer = fold_block_linear(module.weight, quant, module.bias)
+            tensors.update(_block_tensors(f"{name}.weight", layer.weight))
+            tensors[f"{name}.input_tensor_scale"] = torch.tensor(layer.input_tensor_scale)
+            if layer.bias is not None:
+                tensors[f"{name}.bias"] = layer.bias
+            modules[name] = {
+                "kind": "block_linear",
+                "in_features": layer.in_features,
+                "out_features": layer.out_features,
+                "weight_format": quant.fmt.name,
+                "input_format": None if layer.input_format is None else layer.input_format.name,
+                "bias": layer.bias is not None,
+            }
             continue
         if isinstance(quant, TensorQuant):
             with onloaded(module):
@@ -127,11 +153,18 @@ def load_quantized(
         if entry["kind"] == "embedding":
             tensors[f"{name}.weight"] = embedding_weight(tensors, name, entry)
             continue
+        if entry["kind"] == "block_embedding":
+            table = block_tensor(tensors, f"{name}.weight", entry)
+            tensors[f"{name}.weight"] = torch.from_numpy(block_dequantize(table))
+            continue
         if entry["kind"] == "attention":
             setattr(model.get_submodule(name), STATE, FoldedAttention(attention_from_tensors(tensors, name, entry)))
             use_fp4sim_attention(model)
             continue
-        layer = QuantizedLinear(folded_from_tensors(tensors, name, entry))
+        if entry["kind"] == "block_linear":
+            layer = BlockQuantizedLinear(block_linear_from_tensors(tensors, name, entry))
+        else:
+            layer = QuantizedLinear(folded_from_tensors(tensors, name, entry))
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, layer)
     rest = {k: v.to(getattr(torch, dtype)) for k, v in tensors.items() if not _is_export_tensor(k, metadata)}
@@ -158,9 +191,9 @@ def read_metadata(root: Path) -> dict:
     if not isinstance(metadata, dict) or metadata.get("format") != EXPORT_FORMAT:
         raise ExportError(f"{meta_file} does not describe an {EXPORT_FORMAT} export")
     version = metadata.get("version")
-    if version != EXPORT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ExportError(
-            f"{root} is export version {version!r}; this fp4sim reads version {EXPORT_VERSION}. "
+            f"{root} is export version {version!r}; this fp4sim reads versions {READABLE_VERSIONS}. "
             "Re-export the model with this fp4sim"
         )
     check_llama_dir(root)
@@ -185,6 +218,49 @@ def folded_from_tensors(tensors: dict[str, torch.Tensor], name: str, entry: dict
     if input_format is not None and int(folded.input_shift.max()) >= 1 << input_format.ebits:
         raise ExportError(f"{name}.input_shift exceeds the {input_format.ebits}-bit shift of {input_format.name}")
     return folded
+
+
+def block_linear_from_tensors(tensors: dict[str, torch.Tensor], name: str, entry: dict) -> BlockLinear:
+    """One MXFP4 / NVFP4 linear layer from the export's tensors, shapes and codes checked."""
+    weight = block_tensor(tensors, f"{name}.weight", {**entry, "shape": [entry["out_features"], entry["in_features"]]})
+    input_format = None if entry["input_format"] is None else _block_format(entry["input_format"])
+    scale = np.float32(_tensor(tensors, f"{name}.input_tensor_scale", torch.float32, ()).numpy())
+    if not (np.isfinite(scale) and scale > 0):
+        raise ExportError(f"{name}.input_tensor_scale is {scale}; it must be a finite float32 > 0")
+    return BlockLinear(
+        weight=weight,
+        input_format=input_format,
+        input_tensor_scale=scale,
+        bias=_tensor(tensors, f"{name}.bias", torch.float32, (entry["out_features"],)) if entry["bias"] else None,
+    )
+
+
+def block_tensor(tensors: dict[str, torch.Tensor], prefix: str, entry: dict) -> BlockTensor:
+    """The block tensor stored under `prefix` (codes, block scales, tensor scale), checked against `entry`."""
+    fmt = _block_format(entry["weight_format"])
+    shape = tuple(entry["shape"])
+    codes = _unpack(_tensor(tensors, f"{prefix}_codes", torch.uint8), ELEMENT, shape, prefix).numpy()
+    scales = _tensor(tensors, f"{prefix}_block_scales", torch.uint8, (shape[0], fmt.blocks(shape[1]))).numpy()
+    tensor_scale = _tensor(tensors, f"{prefix}_tensor_scale", torch.float32, ()).numpy()
+    try:
+        return BlockTensor(fmt, codes, scales, tensor_scale)
+    except ValueError as err:
+        raise ExportError(f"{prefix}: {err}") from None
+
+
+def _block_tensors(prefix: str, t: BlockTensor) -> dict[str, torch.Tensor]:
+    return {
+        f"{prefix}_codes": _pack(torch.from_numpy(t.codes), ELEMENT),
+        f"{prefix}_block_scales": torch.from_numpy(t.scales),
+        f"{prefix}_tensor_scale": torch.tensor(t.tensor_scale),
+    }
+
+
+def _block_format(name: str) -> Any:
+    try:
+        return get_block_format(name)
+    except ValueError as err:
+        raise ExportError(f"bad block format in the export metadata: {err}") from None
 
 
 def attention_from_tensors(tensors: dict[str, torch.Tensor], name: str, entry: dict) -> AttentionQuant:

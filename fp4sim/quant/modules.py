@@ -2,7 +2,9 @@
 
 `FakeQuantLinear` is the unfolded form used during calibration (quantize x and
 W, then a float linear); `QuantizedLinear` runs the folded hardware form of an
-export (folded.py) on torch ops or on the simulator.
+export (folded.py) on torch ops or on the simulator, and `BlockQuantizedLinear`
+an MXFP4 / NVFP4 layer (blockquant.py) the same two ways. Both offer
+``reference(x)``: the torch path, which the simulate report compares with.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import blockquant
 from .attention import STATE, AttentionQuant, FoldedAttention, use_fp4sim_attention
+from .blockquant import BlockLinear
 from .folded import BACKENDS, FoldedLinear, code_values, forward_simulator, forward_torch
 from .search import LinearQuant, TensorQuant
 
@@ -53,7 +57,7 @@ def apply_fake_quant(model: Any, params: dict[str, LinearQuant | TensorQuant | A
 def set_backend(model: Any, backend: str, accum: str = "exact") -> Any:
     """Run every folded layer and attention of a loaded export on `backend` ("torch" or "simulator")."""
     for module in model.modules():
-        if isinstance(module, QuantizedLinear):
+        if isinstance(module, SIMULATED_LINEARS):
             module.set_backend(backend, accum)
         state = getattr(module, STATE, None)
         if isinstance(state, FoldedAttention):
@@ -71,8 +75,7 @@ class QuantizedLinear(nn.Module):
         self.set_backend(backend, accum)
 
     def set_backend(self, backend: str, accum: str = "exact") -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        _check_backend(backend)
         if backend == "simulator":
             self.folded.pe_config()  # raises for layers the array cannot run
         self.backend, self.accum = backend, accum
@@ -80,9 +83,51 @@ class QuantizedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.backend == "simulator":
             return forward_simulator(self.folded, x, self.accum).to(x.device, x.dtype)
-        return forward_torch(self.folded, x, self.weight_values).to(x.dtype)
+        return self.reference(x).to(x.dtype)
+
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The torch path on `x`, float32."""
+        return forward_torch(self.folded, x, self.weight_values)
 
     def extra_repr(self) -> str:
         f = self.folded
         act = f.input_format.name if f.input_format is not None else "float"
         return f"{f.in_features} -> {f.out_features}, W {f.weight_format.name}, A {act}, backend {self.backend}"
+
+
+class BlockQuantizedLinear(nn.Module):
+    """An MXFP4 / NVFP4 linear layer: element codes, block scales and tensor scales, on "torch" or "simulator"."""
+
+    def __init__(self, layer: BlockLinear, backend: str = "torch", accum: str = "exact") -> None:
+        super().__init__()
+        self.layer = layer
+        self.register_buffer("weight_operand", blockquant.weight_operand(layer), persistent=False)
+        self.set_backend(backend, accum)
+
+    def set_backend(self, backend: str, accum: str = "exact") -> None:
+        _check_backend(backend)
+        if backend == "simulator" and self.layer.input_format is None:
+            raise ValueError("weight-only layers keep floating-point activations; the simulator needs both in FP4")
+        self.backend, self.accum = backend, accum
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend == "simulator":
+            return blockquant.forward_simulator(self.layer, x, self.accum).to(x.device, x.dtype)
+        return self.reference(x).to(x.dtype)
+
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The torch path on `x`, float32."""
+        return blockquant.forward_torch(self.layer, x, self.weight_operand)
+
+    def extra_repr(self) -> str:
+        act = self.layer.input_format.name if self.layer.input_format is not None else "float"
+        weight = self.layer.weight.fmt.name
+        return f"{self.layer.in_features} -> {self.layer.out_features}, W {weight}, A {act}, backend {self.backend}"
+
+
+SIMULATED_LINEARS = (QuantizedLinear, BlockQuantizedLinear)
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
