@@ -29,7 +29,7 @@ from .array import ArrayInputs, idle_inputs, run_array, schedule_gemm
 from .codec import encode
 from .gemm import gemm
 from .quant.folded import FoldedLinear, weight_codes_kn
-from .quant.modules import QuantizedLinear
+from .quant.modules import BlockQuantizedLinear, QuantizedLinear
 
 ROOT = Path(__file__).resolve().parent.parent
 RTL_DIR, TB_DIR = ROOT / "rtl", ROOT / "tb"
@@ -122,6 +122,11 @@ def run_cosim(
     """Run `tiles` tiles of `layer` (a QuantizedLinear of a loaded export) through the RTL; compare bit for bit."""
     _check_tools()
     module = model.get_submodule(layer) if layer in dict(model.named_modules()) else None
+    if isinstance(module, BlockQuantizedLinear):
+        raise ValueError(
+            f"{layer!r} is an {module.layer.weight.fmt.name} layer; the RTL array runs LLM-FP4 layers "
+            "(per-input-channel shifts, no block scales). Block formats run on the golden model: fp4sim simulate"
+        )
     if not isinstance(module, QuantizedLinear):
         names = [n for n, m in model.named_modules() if isinstance(m, QuantizedLinear)]
         raise ValueError(f"{layer!r} is not a quantized linear layer of this export; choose one of {', '.join(names)}")

@@ -1,0 +1,178 @@
+"""quantize --method mxfp4|nvfp4: the export holds round-to-nearest block tensors, the torch and simulator paths
+agree bit for bit, and the commands around it (eval, simulate, cosim) handle block layers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaForCausalLM
+
+from fp4sim.blockscaled import block_dequantize, block_quantize, nvfp4_tensor_scale
+from fp4sim.cli import main
+from fp4sim.llama import DEFAULT_MODEL
+from fp4sim.perplexity import tokenize_text
+from fp4sim.quant.blockquant import (
+    BlockLinearQuant,
+    fold_block_linear,
+    forward_simulator,
+    forward_torch,
+    weight_operand,
+)
+from fp4sim.quant.calibrate import LAYER_LINEARS, model_calibration_windows
+from fp4sim.quant.config import QuantConfig
+from fp4sim.quant.export import METADATA_FILE, TENSORS_FILE, ExportError, _sha256, load_quantized
+from fp4sim.quant.modules import BlockQuantizedLinear
+from fp4sim.quant.quantize import quantize_checkpoint
+
+TEXT = DEFAULT_MODEL.parent / "shakespeare" / "valid.txt"
+CALIB = TEXT.read_text(encoding="utf-8")[:20000]
+FAST = {"calib_samples": 2, "calib_length": 32}
+
+
+@pytest.fixture(scope="module", params=["mxfp4", "nvfp4"])
+def block_export(request, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    out = tmp_path_factory.mktemp(request.param) / "q"
+    quantize_checkpoint(checkpoint, CALIB, QuantConfig(method=request.param, **FAST), out, progress=False)
+    return request.param, out
+
+
+def linear_names(model: LlamaForCausalLM) -> list[str]:
+    layers = range(model.config.num_hidden_layers)
+    return [f"model.layers.{i}.{name}" for i in layers for name in LAYER_LINEARS] + ["lm_head"]
+
+
+def test_block_methods_take_four_bit_settings_only() -> None:
+    with pytest.raises(ValueError, match="4-bit format"):
+        QuantConfig(method="nvfp4", bits="4/4/8")
+    with pytest.raises(ValueError, match="not the attention"):
+        QuantConfig(method="mxfp4", quantize_attention=True)
+    assert QuantConfig(method="mxfp4", bits="4/4/16").is_block and not QuantConfig().is_block
+
+
+def test_export_holds_round_to_nearest_block_tensors(block_export, checkpoint: Path) -> None:
+    method, out = block_export
+    original = LlamaForCausalLM.from_pretrained(checkpoint).eval()
+    model, _, metadata = load_quantized(out)
+    assert metadata["quant_config"]["method"] == method
+    for name in linear_names(original):
+        layer = model.get_submodule(name)
+        assert isinstance(layer, BlockQuantizedLinear) and metadata["modules"][name]["kind"] == "block_linear"
+        expected = block_quantize(original.get_submodule(name).weight.detach().float().numpy(), method)
+        np.testing.assert_array_equal(layer.layer.weight.codes, expected.codes)
+        np.testing.assert_array_equal(layer.layer.weight.scales, expected.scales)
+        assert layer.layer.weight.tensor_scale == expected.tensor_scale
+    table = block_quantize(original.model.embed_tokens.weight.detach().numpy(), method)
+    assert torch.equal(model.model.embed_tokens.weight, torch.from_numpy(block_dequantize(table)))
+
+
+def test_nvfp4_activation_tensor_scale_comes_from_the_calibration_amax(checkpoint: Path, tmp_path: Path) -> None:
+    config = QuantConfig(method="nvfp4", **FAST)
+    out = quantize_checkpoint(checkpoint, CALIB, config, tmp_path / "q", progress=False)
+    original = LlamaForCausalLM.from_pretrained(checkpoint).eval()
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    windows = model_calibration_windows(64, tokenize_text(tokenizer, CALIB), config)
+    peak = {}
+
+    def record(_module: torch.nn.Module, args: tuple) -> None:
+        peak["x"] = args[0].abs().max()
+
+    handle = original.model.layers[1].mlp.down_proj.register_forward_pre_hook(record)
+    with torch.no_grad():
+        original(windows, use_cache=False)
+    handle.remove()
+    model, _, _ = load_quantized(out)
+    assert model.model.layers[1].mlp.down_proj.layer.input_tensor_scale == nvfp4_tensor_scale(float(peak["x"]))
+
+
+def test_torch_and_simulator_logits_are_bit_identical(block_export) -> None:
+    _, out = block_export
+    model, _, _ = load_quantized(out)
+    ids = torch.randint(0, 4096, (2, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch_logits = model(ids).logits
+        model.apply(lambda m: m.set_backend("simulator") if isinstance(m, BlockQuantizedLinear) else None)
+        simulated = model(ids).logits
+    assert torch.equal(torch_logits.view(torch.int32), simulated.view(torch.int32))
+
+
+@pytest.mark.parametrize("method", ["mxfp4", "nvfp4"])
+def test_layer_paths_agree_on_outliers_and_approximate_the_float_layer(method: str) -> None:
+    generator = torch.Generator().manual_seed(2)
+    weight = torch.randn(24, 80, generator=generator)
+    x = torch.randn(3, 7, 80, generator=generator)
+    x[..., 5] *= 300  # an outlier channel: its blocks get their own scales
+    quant = BlockLinearQuant(block_quantize(np.zeros(1, np.float32), method).fmt, True)
+    if method == "nvfp4":
+        quant = BlockLinearQuant(quant.fmt, True, float(nvfp4_tensor_scale(float(x.abs().max()))))
+    layer = fold_block_linear(weight, quant, bias=torch.randn(24, generator=generator))
+    torch_path = forward_torch(layer, x, weight_operand(layer))
+    assert torch.equal(torch_path.view(torch.int32), forward_simulator(layer, x).view(torch.int32))
+    reference = torch.nn.functional.linear(x, weight, layer.bias)
+    assert float((torch_path - reference).norm() / reference.norm()) < 0.2  # FP4 noise, not a wrong layer
+
+
+def test_weight_only_layers_run_on_torch_and_refuse_the_simulator(checkpoint: Path, tmp_path: Path) -> None:
+    out = quantize_checkpoint(checkpoint, CALIB, QuantConfig(method="nvfp4", bits="4/4/16", **FAST), tmp_path / "q")
+    model, _, metadata = load_quantized(out)
+    assert metadata["modules"]["lm_head"]["input_format"] is None
+    original = LlamaForCausalLM.from_pretrained(checkpoint).eval()
+    x = torch.randn(5, 32)
+    layer = model.model.layers[0].self_attn.q_proj
+    expected = torch.from_numpy(
+        block_dequantize(block_quantize(original.model.layers[0].self_attn.q_proj.weight.detach().numpy(), "nvfp4"))
+    )
+    assert torch.equal(layer(x), torch.nn.functional.linear(x, expected))
+    with pytest.raises(ValueError, match="weight-only"):
+        layer.set_backend("simulator")
+
+
+def test_simulate_and_cosim_commands_on_a_block_export(block_export, tmp_path: Path, capsys) -> None:
+    method, out = block_export
+    argv = ["simulate", "--quantized", str(out), "--text", str(TEXT), "--tokens", "300", "--context", "64"]
+    assert main([*argv, "--accum", "exact,aligned_truncate:35", "--out", str(tmp_path / "r")]) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["simulator"][0]["all_layers_bit_identical"]
+    assert "15 of 15" in capsys.readouterr().out
+    from fp4sim.cosim import run_cosim
+
+    model, _, _ = load_quantized(out)
+    with pytest.raises(ValueError, match=f"{method} layer; the RTL array runs LLM-FP4"):
+        run_cosim(model, "model.layers.0.mlp.up_proj", torch.arange(64))
+
+
+def test_corrupt_block_tensors_are_refused(block_export, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    _, out = block_export
+    for key, value, message in [
+        ("model.layers.0.mlp.up_proj.weight_block_scales", None, "expected torch.uint8"),
+        ("model.layers.0.mlp.up_proj.input_tensor_scale", torch.tensor(-1.0), "finite float32 > 0"),
+        ("model.embed_tokens.weight_tensor_scale", torch.tensor(float("inf")), "tensor_scale"),
+    ]:
+        broken = tmp_path / key
+        shutil.copytree(out, broken)
+        tensors = load_file(broken / TENSORS_FILE)
+        tensors[key] = tensors[key][:, :1].float() if value is None else value
+        save_file(tensors, broken / TENSORS_FILE)
+        metadata = json.loads((broken / METADATA_FILE).read_text())
+        metadata["tensors_sha256"] = _sha256(broken / TENSORS_FILE)
+        (broken / METADATA_FILE).write_text(json.dumps(metadata))
+        with pytest.raises(ExportError, match=message):
+            load_quantized(broken)
+
+
+def test_cli_quantize_with_a_block_method(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    calib = tmp_path / "calib.txt"
+    calib.write_text(CALIB)
+    argv = ["quantize", "--model", str(checkpoint), "--calib", str(calib), "--out", str(tmp_path / "q")]
+    assert main([*argv, "--method", "mxfp4", "--calib-samples", "2", "--calib-length", "32"]) == 0
+    assert "(mxfp4 4/4/4)" in capsys.readouterr().out
+    short = tmp_path / "short.txt"
+    short.write_text(CALIB[:2000])
+    assert main(["eval", "--quantized", str(tmp_path / "q"), "--text", str(short)]) == 0
+    assert "perplexity" in capsys.readouterr().out
