@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .blockscaled import BLOCK_FORMATS, BlockFormat
 from .formats import Format, format_names, get_format
 from .llama import DEFAULT_MODEL, load_llama
 from .quant.config import BIT_SETTINGS, METHODS, QuantConfig
@@ -37,12 +38,24 @@ def format_report(fmt: Format) -> str:
     return "\n".join(lines)
 
 
+def block_format_report(fmt: BlockFormat) -> str:
+    """A block format's element and scale formats, block size and storage cost, as text."""
+    tensor = ", times one FP32 tensor scale" if fmt.tensor_scale else ""
+    return (
+        f"{fmt.name}: {fmt.element.name} elements, one {fmt.scale.name} scale per {fmt.block_size} "
+        f"consecutive elements along K{tensor}; {fmt.bits_per_element:g} bits per element (docs/spec.md 7)"
+    )
+
+
 def _cmd_formats(args: argparse.Namespace) -> int:
-    names = args.names or format_names()
+    names = args.names or [*format_names(), *BLOCK_FORMATS]
     for i, name in enumerate(names):
         if i:
             print()
-        print(format_report(get_format(name, bias=args.bias)))
+        if name in BLOCK_FORMATS:
+            print(block_format_report(BLOCK_FORMATS[name]))
+        else:
+            print(format_report(get_format(name, bias=args.bias)))
     return 0
 
 
@@ -208,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print each format's layout, policies, max, min normal, min subnormal and every code's value.",
     )
     formats.add_argument(
-        "names", nargs="*", help=f"formats to show (default: all presets: {', '.join(format_names())})"
+        "names", nargs="*", help=f"formats to show (default: all presets: {', '.join([*format_names(), *BLOCK_FORMATS])})"
     )
     formats.add_argument("--bias", type=int, help="exponent bias for LLM-FP4 family names such as E2M1")
     formats.set_defaults(run=_cmd_formats)
@@ -233,15 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     quantize = sub.add_parser(
         "quantize",
-        help="quantize a LLaMA-family checkpoint with LLM-FP4 and write the hardware export",
+        help="quantize a LLaMA-family checkpoint with LLM-FP4, MXFP4 or NVFP4 and write the hardware export",
         description="Calibrate layer by layer on a text (format and exponent-bias search, docs/quantization.md) and "
-        "write packed FP4 weight codes, per-input-channel shifts and FP32 scales (safetensors + JSON).",
+        "write packed FP4 weight codes, per-input-channel shifts and FP32 scales (safetensors + JSON). "
+        "--method mxfp4 / nvfp4 rounds to nearest in the block-scaled formats instead (block scales per 32 / 16 "
+        "input channels; NVFP4's activation tensor scale from the calibration text).",
     )
     quantize.add_argument("--model", default=str(DEFAULT_MODEL), help="local checkpoint directory (default: bundled)")
     quantize.add_argument("--calib", required=True, help="UTF-8 calibration text, e.g. models/shakespeare/train.txt")
     quantize.add_argument("--out", required=True, help="export directory to create")
     quantize.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
-    quantize.add_argument("--method", default="fpq", choices=METHODS, help="default: fpq (LLM-FP4)")
+    quantize.add_argument("--method", default="fpq", choices=METHODS, help="default: fpq (LLM-FP4); mxfp4 / nvfp4: block-scaled FP4, round to nearest")
     quantize.add_argument("--bits", default="4/4/4", choices=BIT_SETTINGS, help="embedding/weight/activation bits")
     defaults = QuantConfig()
     quantize.add_argument("--grid-low", type=float, default=defaults.grid_low, help="bias grid start (x b~init)")

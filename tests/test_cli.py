@@ -19,6 +19,8 @@ def test_formats_prints_every_preset_with_its_table(capsys):
     assert "0x07=6 " in out and "0x0F=-6" in out  # E2M1 max, both signs
     assert "max 448" in out and "max 57344" in out
     assert "min subnormal 0.001953125" in out  # e4m3: 2**-9
+    assert "mxfp4: float4_e2m1fn elements, one float8_e8m0fnu scale per 32" in out and "4.25 bits" in out
+    assert "nvfp4: float4_e2m1fn elements, one float8_e4m3fn_satfinite scale per 16" in out and "4.5 bits" in out
 
 
 def test_formats_with_bias(capsys):
