@@ -221,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print each format's layout, policies, max, min normal, min subnormal and every code's value.",
     )
     formats.add_argument(
-        "names", nargs="*", help=f"formats to show (default: all presets: {', '.join([*format_names(), *BLOCK_FORMATS])})"
+        "names",
+        nargs="*",
+        help=f"formats to show (default: all presets: {', '.join([*format_names(), *BLOCK_FORMATS])})",
     )
     formats.add_argument("--bias", type=int, help="exponent bias for LLM-FP4 family names such as E2M1")
     formats.set_defaults(run=_cmd_formats)
@@ -256,7 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--calib", required=True, help="UTF-8 calibration text, e.g. models/shakespeare/train.txt")
     quantize.add_argument("--out", required=True, help="export directory to create")
     quantize.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
-    quantize.add_argument("--method", default="fpq", choices=METHODS, help="default: fpq (LLM-FP4); mxfp4 / nvfp4: block-scaled FP4, round to nearest")
+    quantize.add_argument(
+        "--method",
+        default="fpq",
+        choices=METHODS,
+        help="default: fpq (LLM-FP4); mxfp4 / nvfp4: block-scaled FP4, round to nearest",
+    )
     quantize.add_argument("--bits", default="4/4/4", choices=BIT_SETTINGS, help="embedding/weight/activation bits")
     defaults = QuantConfig()
     quantize.add_argument("--grid-low", type=float, default=defaults.grid_low, help="bias grid start (x b~init)")
