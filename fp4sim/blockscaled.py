@@ -169,11 +169,6 @@ def block_dequantize(t: BlockTensor, *, include_tensor_scale: bool = True) -> np
     return scaled.reshape(*t.shape[:-1], -1)[..., :k]
 
 
-def scale_values(t: BlockTensor) -> np.ndarray:
-    """Every block scale's value as float64 (NaN for a NaN scale), shape of t.scales."""
-    return t.fmt.scale.values()[t.scales]
-
-
 def pack_block(t: BlockTensor) -> tuple[Any, Any]:
     """(packed element bytes (..., K/2), scale bytes) as torch tensors of dtypes float4_e2m1fn_x2 and
     float8_e8m0fnu / float8_e4m3fn, the layout torch and torchao use (element 0 in the low nibble).
@@ -260,18 +255,3 @@ def _block_view(x: np.ndarray, block: int) -> np.ndarray:
     if pad:
         x = np.concatenate([x, np.zeros((*x.shape[:-1], pad), x.dtype)], axis=-1)
     return x.reshape(*x.shape[:-1], -1, block)
-
-
-__all__ = [
-    "BLOCK_FORMATS",
-    "MXFP4",
-    "NVFP4",
-    "BlockFormat",
-    "BlockTensor",
-    "block_dequantize",
-    "block_quantize",
-    "get_block_format",
-    "nvfp4_tensor_scale",
-    "pack_block",
-    "unpack_block",
-]

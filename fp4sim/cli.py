@@ -296,9 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser(
         "simulate",
         help="run a quantized export through the bit-accurate simulator and report accuracy per layer and end to end",
-        description="Every quantized matmul runs on fp4sim.gemm (activations encoded by the spec's encoder); each "
-        "layer is compared bit for bit with the torch path on the same input; perplexity of FP32, torch and simulator. "
-        "Exits 1 if exact mode disagrees with the torch path anywhere (docs/spec.md 6.2).",
+        description="Every quantized matmul runs on fp4sim.gemm, or fp4sim.block_gemm for MXFP4 / NVFP4 exports "
+        "(activations encoded by the spec's encoders); each layer is compared bit for bit with the torch path on the "
+        "same input; perplexity of FP32, torch and simulator. "
+        "Exits 1 if exact mode disagrees with the torch path anywhere (docs/spec.md 6.2, 7.6).",
     )
     simulate.add_argument("--quantized", required=True, help="export directory from fp4sim quantize")
     simulate.add_argument("--text", required=True, help="UTF-8 text file, e.g. models/shakespeare/valid.txt")

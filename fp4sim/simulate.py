@@ -1,10 +1,10 @@
 """A quantized model streamed through the bit-accurate simulator, checked layer by layer against the torch path.
 
-Every quantized linear layer of an export runs on ``fp4sim.gemm`` under an
-accumulation model; a forward hook runs the torch path (docs/spec.md 6.2) on
-the same input and compares the two, bit for bit. In exact mode the spec says
-they must agree everywhere; the study models (spec 2.6) show how far a
-narrower accumulator moves each layer. End to end, perplexity of the FP32
+Every quantized linear layer of an export runs on ``fp4sim.gemm`` (LLM-FP4)
+or ``fp4sim.block_gemm`` (MXFP4 / NVFP4) under an accumulation model; a
+forward hook runs the torch path (docs/spec.md 6.2, 7.6) on the same input and
+compares the two, bit for bit. In exact mode they must agree everywhere; the
+study models (spec 2.6, 7.5) show how far a narrower accumulator moves each layer. End to end, perplexity of the FP32
 model, the torch path and the simulator on the same text.
 """
 
@@ -149,7 +149,7 @@ class SimulationReport:
             "| path | accumulation | perplexity | layers bit-identical to the torch path |",
             "|---|---|---|---|",
             f"| FP32 (unquantized) | - | {fp32} | - |",
-            f"| torch (fake quantization, folded) | exact | {self.perplexity_torch:.4f} | - |",
+            f"| torch path | exact | {self.perplexity_torch:.4f} | - |",
         ]
         for run in self.runs:
             same = sum(layer.identical == layer.outputs for layer in run.layers)
@@ -157,7 +157,7 @@ class SimulationReport:
         for run in self.runs:
             lines += ["", f"## Per layer, simulator `{run.accum}` vs torch", ""]
             if run.accum == "exact":
-                verdict = "every output of every layer is bit-identical, as docs/spec.md 6.2 requires"
+                verdict = "every output of every layer is bit-identical (docs/spec.md 6.2, 7.6)"
                 lines += [f"Exact mode: {verdict if run.all_identical else 'MISMATCHES: the spec is violated'}.", ""]
             lines += ["| layer | outputs | bit-identical | max abs error | max rel error |", "|---|---|---|---|---|"]
             for layer in run.layers:

@@ -1,0 +1,124 @@
+"""LLM-FP4 beside the block formats real accelerators ship: bits per element and perplexity (the README's table).
+
+Quantizes the model with LLM-FP4 (fpq 4/4/4, the paper's defaults), MXFP4 and
+NVFP4 (round to nearest; weights and activations, then weights only), and
+measures sliding-window perplexity on the torch path, on the simulator in
+exact mode, and on the simulator with NVIDIA's FP4 tensor-core accumulation
+(aligned_truncate:35, block formats only: the element-wise model is too slow
+for a whole split). Bits per weight element count every tensor the export
+stores for the quantized layers (codes, block or channel scales, shifts,
+tensor scales); activation bits are the format's.
+
+    python benchmarks/block_formats.py --out docs/results/block_formats
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from safetensors import safe_open
+
+from fp4sim.blockscaled import BLOCK_FORMATS
+from fp4sim.llama import DEFAULT_MODEL, load_llama
+from fp4sim.perplexity import perplexity, tokenize_text
+from fp4sim.quant.config import QuantConfig
+from fp4sim.quant.export import TENSORS_FILE, load_quantized
+from fp4sim.quant.modules import set_backend
+from fp4sim.quant.quantize import quantize_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = {  # label: (method, bits)
+    "LLM-FP4 (FPQ)": ("fpq", "4/4/4"),
+    "MXFP4": ("mxfp4", "4/4/4"),
+    "NVFP4": ("nvfp4", "4/4/4"),
+    "MXFP4 weight-only": ("mxfp4", "4/4/16"),
+    "NVFP4 weight-only": ("nvfp4", "4/4/16"),
+}
+NVIDIA_FP4_ACCUM = "aligned_truncate:35"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=str(DEFAULT_MODEL))
+    parser.add_argument("--calib", default=str(ROOT / "models/shakespeare/train.txt"))
+    parser.add_argument("--text", default=str(ROOT / "models/shakespeare/valid.txt"))
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--out", default="block_formats", help="writes OUT.md and OUT.json")
+    args = parser.parse_args()
+
+    model, tokenizer = load_llama(args.model)
+    ids = tokenize_text(tokenizer, Path(args.text).read_text(encoding="utf-8"))
+    rows = [{"setting": "FP32", "weight_bits": 32.0, "activation_bits": 32.0, "torch": _ppl(model, ids)}]
+    print(rows[-1], flush=True)
+    calib = Path(args.calib).read_text(encoding="utf-8")
+    for label in args.settings:
+        method, bits = SETTINGS[label]
+        config = QuantConfig(method=method, bits=bits)
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            export = quantize_checkpoint(args.model, calib, config, Path(tmp) / "export", progress=False)
+            row = {"setting": label, "method": method, "bits": bits, "quantize_s": time.perf_counter() - start}
+            quantized, _, metadata = load_quantized(export)
+            row["weight_bits"] = stored_bits_per_weight(export, metadata)
+            row["activation_bits"] = activation_bits(config)
+            row["torch"] = _ppl(quantized, ids)
+            if config.activation_bits != 16:
+                row["simulator_exact"] = _ppl(set_backend(quantized, "simulator", "exact"), ids)
+                if config.is_block:
+                    row["simulator_nvidia"] = _ppl(set_backend(quantized, "simulator", NVIDIA_FP4_ACCUM), ids)
+        rows.append(row)
+        print(row, flush=True)
+        write_table(rows, args.out)  # after every row: a long run keeps what it measured
+    print(Path(f"{args.out}.md").read_text())
+
+
+def stored_bits_per_weight(export: Path, metadata: dict) -> float:
+    """Bits the export stores for the quantized modules (everything but biases) per weight element."""
+    modules = metadata["modules"]
+    stored = elements = 0
+    with safe_open(export / TENSORS_FILE, framework="pt") as tensors:
+        for key in tensors.keys():
+            name, _, field = key.rpartition(".")
+            if name in modules and field != "bias":
+                tensor = tensors.get_tensor(key)
+                stored += tensor.numel() * tensor.element_size() * 8
+    for entry in modules.values():
+        shape = entry.get("shape") or [entry["out_features"], entry["in_features"]]
+        elements += shape[0] * shape[1]
+    return stored / elements
+
+
+def activation_bits(config: QuantConfig) -> float:
+    """Bits per activation element: the element width plus block scales (a per-tensor FP32 scale is not counted)."""
+    if config.is_block:
+        return BLOCK_FORMATS[config.method].bits_per_element
+    return float(config.activation_bits)
+
+
+def _ppl(model: object, ids: object) -> float:
+    return perplexity(model, ids, progress=False).perplexity
+
+
+def write_table(rows: list[dict], out: str) -> None:
+    lines = [
+        "| setting | E/W/A | weight bits / element | activation bits / element | perplexity (torch) "
+        f"| simulator, exact | simulator, {NVIDIA_FP4_ACCUM} |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cells = [f"{row[key]:.4f}" if key in row else "-" for key in ("torch", "simulator_exact", "simulator_nvidia")]
+        lines.append(
+            f"| {row['setting']} | {row.get('bits', '-')} | {row['weight_bits']:.3f} | {row['activation_bits']:.2f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    Path(f"{out}.md").write_text("\n".join(lines) + "\n")
+    Path(f"{out}.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
