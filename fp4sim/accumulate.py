@@ -24,6 +24,7 @@ from .convert import float32_parts, round_to_float_bits
 ALIGNED_GROUP_DEFAULT = 32  # products per fused group: the K of one m16n8k32 FP8/FP4 MMA instruction
 _ALIGNED_RE = re.compile(r"^aligned_truncate:(\d+)(?::(\d+))?$")
 _NO_EXPONENT = -(1 << 20)  # exponent of a zero term: below every real one
+_NEGATIVE_ZERO = 0x80000000
 
 
 class Accumulation(NamedTuple):
@@ -57,6 +58,21 @@ def parse_accumulation(spec: str | Accumulation) -> Accumulation:
         f"(N fractional bits, e.g. 13, 25, 35; G products per group, default {ALIGNED_GROUP_DEFAULT}, "
         "64 for MXFP4 / NVFP4)"
     )
+
+
+def check_aligned_width(model: Accumulation, significand_bits: int, terms: int) -> None:
+    """ValueError unless an aligned add of `terms` terms plus c fits the golden model's 64-bit adder.
+
+    A term is below ``2^significand_bits`` times 2^(its exponent), so after
+    alignment each is below ``2^(N + significand_bits)`` units of the kept LSB.
+    """
+    needed = model.frac_bits + significand_bits + (terms + 1).bit_length()
+    if needed > 63:
+        largest = 63 - significand_bits - (terms + 1).bit_length()
+        raise ValueError(
+            f"{model} needs a {needed}-bit adder for {terms} terms per add; the golden model's is 63 bits: "
+            f"use N <= {largest} at this group size"
+        )
 
 
 @numba.njit(cache=True, parallel=True)
@@ -135,7 +151,8 @@ def aligned_sum(
     total = _truncate_to(c_sig, c_lsb + frac_bits - top)
     for i in range(values.size):
         total += _truncate_to(values[i], lsbs[i] + frac_bits - top)
-    return round_to_float_bits(total, top - frac_bits, 8, 23, True)
+    bits = round_to_float_bits(total, top - frac_bits, 8, 23, True)
+    return 0 if bits == _NEGATIVE_ZERO else bits  # truncation leaves an integer 0: +0 (MMA-Sim's math.trunc)
 
 
 @numba.njit(cache=True, inline="always")
@@ -156,7 +173,8 @@ def exponent_table(values: np.ndarray) -> np.ndarray:
     return np.where(magnitudes > 0, exponents - 1, _NO_EXPONENT).astype(np.int64)
 
 
-SUPERACCUMULATOR_BIN = 24  # bits per bin of the exact sum below; a term adds < 2^(24 + 31) to one bin
+SUPERACCUMULATOR_BIN = 24  # bits per bin of the exact sum below: a term shifted into a bin stays below 2^(24 + 40)
+SUPERACCUMULATOR_ADDS = 1 << 19  # terms per output that can never overflow one int64 bin (each < 2^43)
 
 
 @numba.njit(cache=True)

@@ -12,9 +12,11 @@ import numba
 import numpy as np
 
 from .accumulate import (
+    SUPERACCUMULATOR_ADDS,
     SUPERACCUMULATOR_BIN,
     Accumulation,
     aligned_sum,
+    check_aligned_width,
     fp32_sequential_gemm,
     parse_accumulation,
     superaccumulator_add,
@@ -27,6 +29,7 @@ GROUP = 16  # elements per exactly summed group (MMA-Sim's mxf4nvf4 datapath, al
 BLOCK_FUSED_DEFAULT = 64  # elements per fused add: the K of one m16n8k64 FP4 MMA instruction
 ZERO_EXPONENT = -126  # what a zero scale or a zero c contributes to the adder's maximum exponent (MMA-Sim)
 _PRODUCT_LSB = -2  # E2M1 values are multiples of 2^-1, their products of 2^-2
+TERM_SIGNIFICAND_BITS = 12  # |group sum| <= 16 * 36 = 576, times two scale significands < 2 each: < 2^12
 _CHUNK_ELEMENTS = 1 << 25  # group sums held at once (float32): bounds memory for large M * N * K
 
 
@@ -84,7 +87,10 @@ def _scaled_group_gemm(a: BlockTensor, w: BlockTensor, model: Accumulation) -> n
         fused = model.group or BLOCK_FUSED_DEFAULT
         if fused % GROUP:
             raise ValueError(f"block-scaled aligned_truncate needs a group that is a multiple of {GROUP}, got {fused}")
+        check_aligned_width(model, TERM_SIGNIFICAND_BITS, fused // GROUP)
     a_int, w_int = _element_integers(a), _element_integers(w)
+    if a_int.shape[0] > SUPERACCUMULATOR_ADDS:
+        raise ValueError(f"K = {a.shape[1]} exceeds the golden model's {SUPERACCUMULATOR_ADDS * GROUP} elements")
     m_size, n_size = a_int.shape[1], w_int.shape[1]
     result = np.empty((m_size, n_size), dtype=np.uint32)
     rows = max(1, _CHUNK_ELEMENTS // max(n_size * a_int.shape[0], 1))

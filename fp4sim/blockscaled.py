@@ -146,7 +146,8 @@ def block_quantize(x: Any, fmt: str | BlockFormat, *, tensor_scale: float | None
         s_t = np.float32(1)
         scales, codes = _mx_codes(values, amax, fmt)
     k = np.shape(x)[-1]
-    return BlockTensor(fmt, codes.reshape(*values.shape[:-2], -1)[..., :k].copy(), scales, s_t)
+    flat = codes.reshape(*values.shape[:-2], values.shape[-2] * fmt.block_size)
+    return BlockTensor(fmt, flat[..., :k].copy(), scales, s_t)
 
 
 def block_dequantize(t: BlockTensor, *, include_tensor_scale: bool = True) -> np.ndarray:
@@ -166,7 +167,7 @@ def block_dequantize(t: BlockTensor, *, include_tensor_scale: bool = True) -> np
         with np.errstate(over="ignore"):
             scaled = np.ldexp(block_values, exponent[..., None]).astype(np.float32)
         scaled[t.scales == E8M0_NAN] = np.nan
-    return scaled.reshape(*t.shape[:-1], -1)[..., :k]
+    return scaled.reshape(*t.shape[:-1], scaled.shape[-2] * t.fmt.block_size)[..., :k]
 
 
 def pack_block(t: BlockTensor) -> tuple[Any, Any]:
@@ -254,4 +255,4 @@ def _block_view(x: np.ndarray, block: int) -> np.ndarray:
     pad = -k % block
     if pad:
         x = np.concatenate([x, np.zeros((*x.shape[:-1], pad), x.dtype)], axis=-1)
-    return x.reshape(*x.shape[:-1], -1, block)
+    return x.reshape(*x.shape[:-1], x.shape[-1] // block, block)

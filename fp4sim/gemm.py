@@ -18,6 +18,7 @@ from .accumulate import (
     ALIGNED_GROUP_DEFAULT,
     Accumulation,
     aligned_truncate_gemm,
+    check_aligned_width,
     exponent_table,
     fp32_sequential_gemm,
     parse_accumulation,
@@ -29,6 +30,7 @@ from .pe import K_MAX_DEFAULT, PEConfig, operand_integer, product_table
 
 FLOAT32_EXACT = 1 << 24  # every integer of magnitude <= 2^24 is a float32
 FLOAT64_EXACT = 1 << 53
+PRODUCT_SIGNIFICAND_BITS = 2  # a product of normalised operands has its significand in [1, 4)
 
 
 def gemm(
@@ -225,6 +227,7 @@ def _study_model(a: np.ndarray, w: np.ndarray, s: np.ndarray, config: PEConfig, 
     if model.kind == "fp32_sequential":
         shifted = w_values[w] * np.ldexp(np.float32(1), -s.astype(np.int32))[:, None]
         return fp32_sequential_gemm(a_values[a], shifted.astype(np.float32))
+    check_aligned_width(model, PRODUCT_SIGNIFICAND_BITS, model.group or ALIGNED_GROUP_DEFAULT)
     bits = aligned_truncate_gemm(
         product_table(config),
         s,

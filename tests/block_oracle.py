@@ -7,6 +7,7 @@ exact values they hold.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from fractions import Fraction
 
 from oracle import floor_log2, paper_quantize, round_float
@@ -45,6 +46,13 @@ def nv_block(xs: list[Fraction], tensor_scale: Fraction) -> tuple[Fraction, list
     return scale, [e2m1(x / (scale * tensor_scale)) for x in xs]
 
 
+def fp32_op(u: float, v: float, op: Callable[[object, object], object]) -> float:
+    """An FP32 add or multiply of FP32 values: exact then rounded once; Inf / NaN by IEEE arithmetic."""
+    if math.isfinite(u) and math.isfinite(v):
+        return round_float(op(Fraction(u), Fraction(v)), "fp32")
+    return op(u, v)
+
+
 def scale_exponent(scale: Fraction, min_exponent: int) -> int:
     """The exponent an adder aligns a block scale by: floor(log2), at least the smallest normal's; -126 for 0."""
     return -126 if scale == 0 else max(floor_log2(scale), min_exponent)
@@ -63,7 +71,7 @@ def block_dot(
 ) -> float:
     """One block-scaled dot product (before the tensor scales) as an FP32 value.
 
-    exact: the exact sum rounded once. fp32_sequential: c = fp32(c + fp32(a_i S_a * w_i S_w)).
+    exact: the exact sum rounded once. fp32_sequential: c = fp32(c + fp32(fp32(a_i S_a) * fp32(w_i S_w))).
     aligned_truncate: 16-element group sums times both scales, `fused` // 16 of them plus c per
     add; each term truncated toward zero `frac_bits` bits below the largest exponent (a term's
     exponent is the sum of its scales' exponents; c's is its own, -126 when zero or subnormal);
@@ -73,10 +81,12 @@ def block_dot(
     if model == "exact":
         return round_float(sum((x * y for x, y in scaled), Fraction(0)), "fp32")
     if model == "fp32_sequential":
-        c = Fraction(0)
+        c = 0.0
         for x, y in scaled:
-            c = Fraction(round_float(c + Fraction(round_float(x * y, "fp32")), "fp32"))
-        return float(c)
+            a_k, w_k = round_float(x, "fp32"), round_float(y, "fp32")  # dequantized operands (Inf past FP32's range)
+            p = fp32_op(a_k, w_k, lambda u, v: u * v)
+            c = fp32_op(c, p, lambda u, v: u + v)
+        return c
     terms = []
     for start in range(0, len(a), 16):
         b = start // block

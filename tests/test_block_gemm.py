@@ -117,3 +117,49 @@ def test_bad_operands_are_rejected(a_name, w_name, w_k, accum):
     w = block_quantize(np.ones((2, w_k), np.float32), w_name)
     with pytest.raises(ValueError):
         block_gemm(a, w, accum=accum)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_hand_built_scales_match_fraction_reference(seed):
+    """Scale codes drawn across each format's whole range: zero and subnormal E4M3, E8M0 extremes."""
+    rng = np.random.default_rng(seed)
+    name = "nvfp4" if seed % 2 else "mxfp4"
+    k = int(rng.choice([16, 40, 64, 100]))
+    fmt = block_quantize(np.zeros((1, 1), np.float32), name).fmt
+
+    def random_tensor(rows: int) -> BlockTensor:
+        codes = rng.integers(0, 16, (rows, k), dtype=np.uint8)
+        if name == "nvfp4":
+            choices = np.array([0, 1, 3, 7, 8, 9, 40, 56, 100, 0x7E], np.uint8)  # 0, subnormals, 2^-6, ..., 448
+        else:
+            choices = np.array([0, 1, 60, 127, 140, 200, 253, 254], np.uint8)  # 2^-127 .. 2^127
+        scales = rng.choice(choices, (rows, fmt.blocks(k))).astype(np.uint8)
+        return BlockTensor(fmt, codes, scales, np.float32(rng.uniform(0.5, 2)) if fmt.tensor_scale else 1.0)
+
+    a, w = random_tensor(2), random_tensor(3)
+    for model, frac_bits, fused in MODELS:
+        with np.errstate(over="ignore"):
+            got = block_gemm(a, w, accum=model)
+        want = expected(a, w, model, frac_bits, fused)
+        np.testing.assert_array_equal(got.view(np.uint32) & 0x7FFFFFFF, want.view(np.uint32) & 0x7FFFFFFF, model)
+
+
+def test_sign_of_a_sum_that_underflows():
+    """-2^-156 exactly: exact rounds it to -0 (IEEE); aligned truncation yields +0, as MMA-Sim's integer trunc does."""
+    codes = np.array([[9]], np.uint8)  # -0.5
+    scale = np.array([[50]], np.uint8)  # 2^-77
+    a = BlockTensor(MXFP4, codes, scale, 1.0)
+    w = BlockTensor(MXFP4, np.array([[1]], np.uint8), scale, 1.0)  # +0.5
+    assert block_gemm(a, w).view(np.uint32)[0, 0] == 0x80000000
+    assert block_gemm(a, w, accum="aligned_truncate:35").view(np.uint32)[0, 0] == 0
+    assert block_gemm(a, w, accum="fp32_sequential").view(np.uint32)[0, 0] == 0  # fp32(+0 + -0) = +0
+
+
+def test_adder_width_limit():
+    six = block_quantize(np.full((1, 64), 6.0, np.float32), "nvfp4")
+    exact = block_gemm(six, six)
+    assert block_gemm(six, six, accum="aligned_truncate:48") == exact  # the widest the 63-bit adder takes at G = 64
+    with pytest.raises(ValueError, match="use N <= 48"):
+        block_gemm(six, six, accum="aligned_truncate:49")
+    with pytest.raises(ValueError, match="use N <= 44"):
+        block_gemm(six, six, accum="aligned_truncate:45:1024")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -145,23 +146,47 @@ def test_simulate_and_cosim_commands_on_a_block_export(block_export, tmp_path: P
         run_cosim(model, "model.layers.0.mlp.up_proj", torch.arange(64))
 
 
-def test_corrupt_block_tensors_are_refused(block_export, tmp_path: Path) -> None:
+def broken_copy(out: Path, target: Path, tensors_edit: Callable | None, metadata_edit: Callable | None) -> Path:
+    """A copy of the export with its tensors and/or metadata edited, checksum recomputed."""
     from safetensors.torch import load_file, save_file
 
-    _, out = block_export
-    for key, value, message in [
-        ("model.layers.0.mlp.up_proj.weight_block_scales", None, "expected torch.uint8"),
-        ("model.layers.0.mlp.up_proj.input_tensor_scale", torch.tensor(-1.0), "finite float32 > 0"),
-        ("model.embed_tokens.weight_tensor_scale", torch.tensor(float("inf")), "tensor_scale"),
-    ]:
-        broken = tmp_path / key
-        shutil.copytree(out, broken)
-        tensors = load_file(broken / TENSORS_FILE)
-        tensors[key] = tensors[key][:, :1].float() if value is None else value
-        save_file(tensors, broken / TENSORS_FILE)
-        metadata = json.loads((broken / METADATA_FILE).read_text())
-        metadata["tensors_sha256"] = _sha256(broken / TENSORS_FILE)
-        (broken / METADATA_FILE).write_text(json.dumps(metadata))
+    shutil.copytree(out, target)
+    if tensors_edit is not None:
+        tensors = load_file(target / TENSORS_FILE)
+        tensors_edit(tensors)
+        save_file(tensors, target / TENSORS_FILE)
+    metadata = json.loads((target / METADATA_FILE).read_text())
+    metadata["tensors_sha256"] = _sha256(target / TENSORS_FILE)
+    if metadata_edit is not None:
+        metadata_edit(metadata)
+    (target / METADATA_FILE).write_text(json.dumps(metadata))
+    return target
+
+
+def test_corrupt_block_exports_are_refused(block_export, tmp_path: Path) -> None:
+    method, out = block_export
+    layer = "model.layers.0.mlp.up_proj"
+    other_format = "mxfp4" if method == "nvfp4" else "nvfp4"
+
+    def put(key: str, value: Callable) -> Callable:
+        return lambda tensors: tensors.__setitem__(key, value(tensors[key]))
+
+    cases = [
+        (put(f"{layer}.weight_block_scales", lambda t: t[:, :1].float()), None, "expected torch.uint8"),
+        (put(f"{layer}.input_tensor_scale", lambda t: torch.tensor(-1.0)), None, "finite float32 > 0"),
+        (put("model.embed_tokens.weight_tensor_scale", lambda t: torch.tensor(float("inf"))), None, "tensor_scale"),
+        (None, lambda m: m.update(version=1), "no kind that version 1 knows"),
+        (None, lambda m: m["modules"][layer].pop("input_format"), "lacks 'input_format'"),
+        (
+            None,
+            lambda m: m["modules"][layer].update(input_format=other_format),
+            "cannot meet",
+        ),
+    ]
+    if method == "mxfp4":  # MXFP4 has no tensor scale: the torch path would multiply by one the simulator ignores
+        cases.append((put(f"{layer}.input_tensor_scale", lambda t: torch.tensor(2.0)), None, "must be 1"))
+    for i, (tensors_edit, metadata_edit, message) in enumerate(cases):
+        broken = broken_copy(out, tmp_path / str(i), tensors_edit, metadata_edit)
         with pytest.raises(ExportError, match=message):
             load_quantized(broken)
 

@@ -254,3 +254,11 @@ def test_torch_tensors_in_and_out() -> None:
     result = gemm(a, w, None, "E2M1", "E2M1")
     assert isinstance(result, torch.Tensor)
     assert result.tolist() == [[1.5 - 12.0]]
+
+
+def test_aligned_truncate_adder_width_limit():
+    a = np.full((1, 256), 7, np.uint8)  # E2M1 6.0
+    exact = gemm(a, a.T.copy(), None, "E2M1", "E2M1")
+    assert gemm(a, a.T.copy(), None, "E2M1", "E2M1", accum="aligned_truncate:55")[0, 0] == exact[0, 0] == 9216
+    with pytest.raises(ValueError, match="use N <= 55"):
+        gemm(a, a.T.copy(), None, "E2M1", "E2M1", accum="aligned_truncate:56")

@@ -81,6 +81,16 @@ class BlockLinear:
     input_tensor_scale: np.float32
     bias: torch.Tensor | None = None
 
+    def __post_init__(self) -> None:
+        if self.input_format is not None and self.input_format != self.weight.fmt:
+            raise ValueError(f"activations in {self.input_format.name} cannot meet {self.weight.fmt.name} weights")
+        scale = np.float32(self.input_tensor_scale)
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError(f"input_tensor_scale must be a finite float32 > 0, got {scale}")
+        if (self.input_format is None or not self.input_format.tensor_scale) and scale != 1:
+            raise ValueError(f"input_tensor_scale must be 1 without NVFP4 activations, got {scale}")
+        object.__setattr__(self, "input_tensor_scale", scale)
+
     @property
     def in_features(self) -> int:
         return self.weight.shape[1]

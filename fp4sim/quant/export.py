@@ -27,7 +27,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -45,7 +44,10 @@ from .search import LinearQuant, TensorQuant
 
 EXPORT_FORMAT = "fp4sim-llm-fp4"
 EXPORT_VERSION = 2  # 2 added the MXFP4 / NVFP4 module kinds; version 1 exports still load
-READABLE_VERSIONS = (1, 2)
+MODULE_KINDS = {
+    1: ("linear", "embedding", "attention"),
+    2: ("linear", "embedding", "attention", "block_linear", "block_embedding"),
+}
 METADATA_FILE = "fp4sim_quant.json"
 TENSORS_FILE = "model.safetensors"
 EMBEDDING = "model.embed_tokens"
@@ -150,23 +152,10 @@ def load_quantized(
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(model_config)
     for name, entry in metadata["modules"].items():
-        if entry["kind"] == "embedding":
-            tensors[f"{name}.weight"] = embedding_weight(tensors, name, entry)
-            continue
-        if entry["kind"] == "block_embedding":
-            table = block_tensor(tensors, f"{name}.weight", entry)
-            tensors[f"{name}.weight"] = torch.from_numpy(block_dequantize(table))
-            continue
-        if entry["kind"] == "attention":
-            setattr(model.get_submodule(name), STATE, FoldedAttention(attention_from_tensors(tensors, name, entry)))
-            use_fp4sim_attention(model)
-            continue
-        if entry["kind"] == "block_linear":
-            layer = BlockQuantizedLinear(block_linear_from_tensors(tensors, name, entry))
-        else:
-            layer = QuantizedLinear(folded_from_tensors(tensors, name, entry))
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, layer)
+        try:
+            _load_module(model, tensors, name, entry)
+        except KeyError as err:
+            raise ExportError(f"{root}: the metadata of {name} lacks {err}") from None
     rest = {k: v.to(getattr(torch, dtype)) for k, v in tensors.items() if not _is_export_tensor(k, metadata)}
     missing, unexpected = model.load_state_dict(rest, strict=False, assign=True)
     if unexpected or [k for k in missing if not _belongs_to_quantized(k, metadata)]:
@@ -175,6 +164,25 @@ def load_quantized(
     set_backend(model, backend, accum)
     tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
     return model.to(device).eval(), tokenizer, metadata
+
+
+def _load_module(model: Any, tensors: dict[str, torch.Tensor], name: str, entry: dict) -> None:
+    """Put one exported module into `model` (built on the meta device), or its weight into `tensors`."""
+    kind = entry["kind"]
+    if kind == "embedding":
+        tensors[f"{name}.weight"] = embedding_weight(tensors, name, entry)
+    elif kind == "block_embedding":
+        tensors[f"{name}.weight"] = torch.from_numpy(block_dequantize(block_tensor(tensors, name, entry)))
+    elif kind == "attention":
+        setattr(model.get_submodule(name), STATE, FoldedAttention(attention_from_tensors(tensors, name, entry)))
+        use_fp4sim_attention(model)
+    else:
+        if kind == "block_linear":
+            layer = BlockQuantizedLinear(block_linear_from_tensors(tensors, name, entry))
+        else:
+            layer = QuantizedLinear(folded_from_tensors(tensors, name, entry))
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, layer)
 
 
 def read_metadata(root: Path) -> dict:
@@ -191,11 +199,16 @@ def read_metadata(root: Path) -> dict:
     if not isinstance(metadata, dict) or metadata.get("format") != EXPORT_FORMAT:
         raise ExportError(f"{meta_file} does not describe an {EXPORT_FORMAT} export")
     version = metadata.get("version")
-    if version not in READABLE_VERSIONS:
+    if not isinstance(version, int) or version not in MODULE_KINDS:
         raise ExportError(
-            f"{root} is export version {version!r}; this fp4sim reads versions {READABLE_VERSIONS}. "
+            f"{root} is export version {version!r}; this fp4sim reads versions {tuple(MODULE_KINDS)}. "
             "Re-export the model with this fp4sim"
         )
+    kinds = MODULE_KINDS[version]
+    for name, entry in metadata.get("modules", {}).items():
+        if not isinstance(entry, dict) or entry.get("kind") not in kinds:
+            known = ", ".join(kinds)
+            raise ExportError(f"{meta_file}: module {name} has no kind that version {version} knows ({known})")
     check_llama_dir(root)
     return metadata
 
@@ -222,30 +235,30 @@ def folded_from_tensors(tensors: dict[str, torch.Tensor], name: str, entry: dict
 
 def block_linear_from_tensors(tensors: dict[str, torch.Tensor], name: str, entry: dict) -> BlockLinear:
     """One MXFP4 / NVFP4 linear layer from the export's tensors, shapes and codes checked."""
-    weight = block_tensor(tensors, f"{name}.weight", {**entry, "shape": [entry["out_features"], entry["in_features"]]})
+    weight = block_tensor(tensors, name, {**entry, "shape": [entry["out_features"], entry["in_features"]]})
     input_format = None if entry["input_format"] is None else _block_format(entry["input_format"])
-    scale = np.float32(_tensor(tensors, f"{name}.input_tensor_scale", torch.float32, ()).numpy())
-    if not (np.isfinite(scale) and scale > 0):
-        raise ExportError(f"{name}.input_tensor_scale is {scale}; it must be a finite float32 > 0")
-    return BlockLinear(
-        weight=weight,
-        input_format=input_format,
-        input_tensor_scale=scale,
-        bias=_tensor(tensors, f"{name}.bias", torch.float32, (entry["out_features"],)) if entry["bias"] else None,
-    )
+    try:
+        return BlockLinear(
+            weight=weight,
+            input_format=input_format,
+            input_tensor_scale=_tensor(tensors, f"{name}.input_tensor_scale", torch.float32, ()).numpy(),
+            bias=_tensor(tensors, f"{name}.bias", torch.float32, (entry["out_features"],)) if entry["bias"] else None,
+        )
+    except ValueError as err:
+        raise ExportError(f"{name}: {err}") from None
 
 
-def block_tensor(tensors: dict[str, torch.Tensor], prefix: str, entry: dict) -> BlockTensor:
-    """The block tensor stored under `prefix` (codes, block scales, tensor scale), checked against `entry`."""
+def block_tensor(tensors: dict[str, torch.Tensor], name: str, entry: dict) -> BlockTensor:
+    """The block-quantized weight of module `name` (codes, block scales, tensor scale), checked against `entry`."""
     fmt = _block_format(entry["weight_format"])
     shape = tuple(entry["shape"])
-    codes = _unpack(_tensor(tensors, f"{prefix}_codes", torch.uint8), ELEMENT, shape, prefix).numpy()
-    scales = _tensor(tensors, f"{prefix}_block_scales", torch.uint8, (shape[0], fmt.blocks(shape[1]))).numpy()
-    tensor_scale = _tensor(tensors, f"{prefix}_tensor_scale", torch.float32, ()).numpy()
+    codes = _unpack(_tensor(tensors, f"{name}.weight_codes", torch.uint8), ELEMENT, shape, name).numpy()
+    scales = _tensor(tensors, f"{name}.weight_block_scales", torch.uint8, (shape[0], fmt.blocks(shape[1]))).numpy()
+    tensor_scale = _tensor(tensors, f"{name}.weight_tensor_scale", torch.float32, ()).numpy()
     try:
         return BlockTensor(fmt, codes, scales, tensor_scale)
     except ValueError as err:
-        raise ExportError(f"{prefix}: {err}") from None
+        raise ExportError(f"{name}.weight: {err}") from None
 
 
 def _block_tensors(prefix: str, t: BlockTensor) -> dict[str, torch.Tensor]:
