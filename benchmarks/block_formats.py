@@ -25,7 +25,7 @@ from safetensors import safe_open
 from fp4sim.blockscaled import BLOCK_FORMATS
 from fp4sim.llama import DEFAULT_MODEL, load_llama
 from fp4sim.perplexity import perplexity, tokenize_text
-from fp4sim.quant.config import QuantConfig
+from fp4sim.quant.config import UNQUANTIZED, QuantConfig
 from fp4sim.quant.export import TENSORS_FILE, load_quantized
 from fp4sim.quant.modules import set_backend
 from fp4sim.quant.quantize import quantize_checkpoint
@@ -93,7 +93,10 @@ def stored_bits_per_weight(export: Path, metadata: dict) -> float:
 
 
 def activation_bits(config: QuantConfig) -> float:
-    """Bits per activation element: the element width plus block scales (a per-tensor FP32 scale is not counted)."""
+    """Bits per activation element: the element width plus block scales (a per-tensor FP32 scale is not counted);
+    32 where activations stay in the model's float32."""
+    if config.activation_bits == UNQUANTIZED:
+        return 32.0
     if config.is_block:
         return BLOCK_FORMATS[config.method].bits_per_element
     return float(config.activation_bits)
