@@ -23,14 +23,15 @@ from .accumulate import (
     superaccumulator_to_fp32,
 )
 from .blockscaled import E8M0_NAN, BlockTensor, block_dequantize
-from .convert import float32_to_float, output_format
+from .convert import float32_to_float, output_format, round_to_float_bits
 
 GROUP = 16  # elements per exactly summed group (MMA-Sim's mxf4nvf4 datapath, also for 32-element MX blocks)
 BLOCK_FUSED_DEFAULT = 64  # elements per fused add: the K of one m16n8k64 FP4 MMA instruction
 ZERO_EXPONENT = -126  # what a zero scale or a zero c contributes to the adder's maximum exponent (MMA-Sim)
 _PRODUCT_LSB = -2  # E2M1 values are multiples of 2^-1, their products of 2^-2
 TERM_SIGNIFICAND_BITS = 12  # |group sum| <= 16 * 36 = 576, times two scale significands < 2 each: < 2^12
-_CHUNK_ELEMENTS = 1 << 25  # group sums held at once (float32): bounds memory for large M * N * K
+TERM_VALUE_BITS = 19  # the same term as an integer at its LSB: |P| * 4 <= 2304, times two integer significands <= 15
+_CHUNK_ELEMENTS = 1 << 20  # group sums held at once (float32, 4 MB): stays in cache, bounds memory
 
 
 def block_gemm(a: BlockTensor, w: BlockTensor, *, accum: str | Accumulation = "exact", out: str = "fp32") -> np.ndarray:
@@ -99,7 +100,8 @@ def _scaled_group_gemm(a: BlockTensor, w: BlockTensor, model: Accumulation) -> n
         sums = _group_sums(a_int[:, start:stop], w_int)
         scales = (a_sig[start:stop], a_lsb[start:stop], a_align[start:stop], w_sig, w_lsb, w_align, per_group)
         if model.kind == "exact":
-            result[start:stop] = _exact_kernel(sums, *scales)
+            headroom = 62 - TERM_VALUE_BITS - a_int.shape[0].bit_length()  # LSB spread one int64 sum can take
+            result[start:stop] = _exact_kernel(sums, *scales, headroom)
         else:
             result[start:stop] = _aligned_kernel(sums, *scales, model.frac_bits, fused // GROUP)
     return result.view(np.float32)
@@ -133,10 +135,14 @@ def _element_integers(t: BlockTensor) -> np.ndarray:
 
 
 def _group_sums(a_int: np.ndarray, w_int: np.ndarray) -> np.ndarray:
-    """(groups, M, N) exact group sums in units of 2^-2: |sum| <= 16 * 144, exact in float32 BLAS."""
+    """(M, N, groups) exact group sums in units of 2^-2: |sum| <= 16 * 144, exact in float32 BLAS.
+
+    Groups last, so the kernels read each output's sums contiguously.
+    """
     import torch
 
-    return torch.bmm(torch.from_numpy(a_int), torch.from_numpy(w_int).transpose(1, 2)).numpy()
+    sums = torch.bmm(torch.from_numpy(a_int), torch.from_numpy(w_int).transpose(1, 2))
+    return sums.permute(1, 2, 0).contiguous().numpy()
 
 
 @numba.njit(cache=True, parallel=True)
@@ -149,23 +155,44 @@ def _exact_kernel(
     w_lsb: np.ndarray,
     w_align: np.ndarray,
     per_group: int,
+    headroom: int,
 ) -> np.ndarray:
-    """FP32 bits of every exact block-scaled dot product (one rounding of the exact sum)."""
-    groups, m_size, n_size = sums.shape
+    """FP32 bits of every exact block-scaled dot product (one rounding of the exact sum).
+
+    An output whose nonzero terms' LSBs lie within `headroom` bits of each
+    other is summed in one int64; a wider one goes through the superaccumulator.
+    """
+    m_size, n_size, groups = sums.shape
     base = _PRODUCT_LSB + a_lsb.min() + w_lsb.min()
     span = a_lsb.max() + w_lsb.max() + _PRODUCT_LSB - base + 64  # room for the largest term and the carries
     n_bins = span // SUPERACCUMULATOR_BIN + 3
     result = np.empty((m_size, n_size), dtype=np.uint32)
     for m in numba.prange(m_size):
         bins = np.empty(n_bins, dtype=np.int64)
+        values = np.empty(groups, dtype=np.int64)
+        offsets = np.empty(groups, dtype=np.int64)
         for n in range(n_size):
-            bins[:] = 0
+            low, high = np.int64(1) << 40, -(np.int64(1) << 40)
             for g in range(groups):
                 b = g // per_group
-                value = np.int64(sums[g, m, n]) * a_sig[m, b] * w_sig[n, b]
-                if value != 0:
-                    superaccumulator_add(bins, value, _PRODUCT_LSB + a_lsb[m, b] + w_lsb[n, b] - base)
-            result[m, n] = superaccumulator_to_fp32(bins, base)
+                values[g] = np.int64(sums[m, n, g]) * a_sig[m, b] * w_sig[n, b]
+                offsets[g] = _PRODUCT_LSB + a_lsb[m, b] + w_lsb[n, b] - base
+                if values[g] != 0:
+                    low, high = min(low, offsets[g]), max(high, offsets[g])
+            if low > high:
+                result[m, n] = 0
+            elif high - low <= headroom:  # the usual case: one int64 holds the exact sum
+                total = np.int64(0)
+                for g in range(groups):
+                    if values[g] != 0:
+                        total += values[g] << (offsets[g] - low)
+                result[m, n] = round_to_float_bits(total, low + base, 8, 23, False)
+            else:
+                bins[:] = 0
+                for g in range(groups):
+                    if values[g] != 0:
+                        superaccumulator_add(bins, values[g], offsets[g])
+                result[m, n] = superaccumulator_to_fp32(bins, base)
     return result
 
 
@@ -183,7 +210,7 @@ def _aligned_kernel(
     fused: int,
 ) -> np.ndarray:
     """FP32 bits under aligned_truncate: `fused` scaled group sums plus c per fused add (spec 7.5)."""
-    groups, m_size, n_size = sums.shape
+    m_size, n_size, groups = sums.shape
     result = np.empty((m_size, n_size), dtype=np.uint32)
     for m in numba.prange(m_size):
         values = np.empty(fused, dtype=np.int64)
@@ -195,7 +222,7 @@ def _aligned_kernel(
                 count = min(fused, groups - start)
                 for i in range(count):
                     b = (start + i) // per_group
-                    values[i] = np.int64(sums[start + i, m, n]) * a_sig[m, b] * w_sig[n, b]
+                    values[i] = np.int64(sums[m, n, start + i]) * a_sig[m, b] * w_sig[n, b]
                     lsbs[i] = _PRODUCT_LSB + a_lsb[m, b] + w_lsb[n, b]
                     exponents[i] = a_align[m, b] + w_align[n, b]
                 c_bits = aligned_sum(c_bits, values[:count], lsbs[:count], exponents[:count], frac_bits, ZERO_EXPONENT)
