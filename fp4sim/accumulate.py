@@ -173,7 +173,7 @@ def exponent_table(values: np.ndarray) -> np.ndarray:
     return np.where(magnitudes > 0, exponents - 1, _NO_EXPONENT).astype(np.int64)
 
 
-SUPERACCUMULATOR_BIN = 24  # bits per bin of the exact sum below: a term shifted into a bin stays below 2^(24 + 40)
+SUPERACCUMULATOR_BIN = 24  # bits per bin of the exact sum below: a term shifted into a bin stays below 2^43
 SUPERACCUMULATOR_ADDS = 1 << 19  # terms per output that can never overflow one int64 bin (each < 2^43)
 
 

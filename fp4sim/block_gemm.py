@@ -89,12 +89,13 @@ def _scaled_group_gemm(a: BlockTensor, w: BlockTensor, model: Accumulation) -> n
         if fused % GROUP:
             raise ValueError(f"block-scaled aligned_truncate needs a group that is a multiple of {GROUP}, got {fused}")
         check_aligned_width(model, TERM_SIGNIFICAND_BITS, fused // GROUP)
-    a_int, w_int = _element_integers(a), _element_integers(w)
-    if a_int.shape[0] > SUPERACCUMULATOR_ADDS:
+    if -(-a.shape[1] // GROUP) > SUPERACCUMULATOR_ADDS:
         raise ValueError(f"K = {a.shape[1]} exceeds the golden model's {SUPERACCUMULATOR_ADDS * GROUP} elements")
+    a_int, w_int = _element_integers(a), _element_integers(w)
     m_size, n_size = a_int.shape[1], w_int.shape[1]
     result = np.empty((m_size, n_size), dtype=np.uint32)
-    rows = max(1, _CHUNK_ELEMENTS // max(n_size * a_int.shape[0], 1))
+    # Rows per chunk: enough for the kernels' threads (one row each), else as many as fit the chunk.
+    rows = max(numba.get_num_threads(), _CHUNK_ELEMENTS // max(n_size * a_int.shape[0], 1))
     for start in range(0, m_size, rows):
         stop = min(start + rows, m_size)
         sums = _group_sums(a_int[:, start:stop], w_int)

@@ -68,7 +68,7 @@ def get_block_format(name: str | BlockFormat) -> BlockFormat:
     """``"mxfp4"`` or ``"nvfp4"`` (a BlockFormat passes through)."""
     if isinstance(name, BlockFormat):
         return name
-    if name not in BLOCK_FORMATS:
+    if not isinstance(name, str) or name not in BLOCK_FORMATS:
         raise ValueError(f"unknown block format {name!r}; valid: {', '.join(BLOCK_FORMATS)}")
     return BLOCK_FORMATS[name]
 

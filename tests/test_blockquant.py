@@ -176,6 +176,9 @@ def test_corrupt_block_exports_are_refused(block_export, tmp_path: Path) -> None
         (put(f"{layer}.input_tensor_scale", lambda t: torch.tensor(-1.0)), None, "finite float32 > 0"),
         (put("model.embed_tokens.weight_tensor_scale", lambda t: torch.tensor(float("inf"))), None, "tensor_scale"),
         (None, lambda m: m.update(version=1), "no kind that version 1 knows"),
+        (None, lambda m: m.update(version=True), "version True"),
+        (None, lambda m: m.pop("modules"), "lists no modules"),
+        (None, lambda m: m["modules"][layer].update(weight_format={"name": method}), "bad block format"),
         (None, lambda m: m["modules"][layer].pop("input_format"), "lacks 'input_format'"),
         (
             None,

@@ -199,13 +199,15 @@ def read_metadata(root: Path) -> dict:
     if not isinstance(metadata, dict) or metadata.get("format") != EXPORT_FORMAT:
         raise ExportError(f"{meta_file} does not describe an {EXPORT_FORMAT} export")
     version = metadata.get("version")
-    if not isinstance(version, int) or version not in MODULE_KINDS:
+    if not isinstance(version, int) or isinstance(version, bool) or version not in MODULE_KINDS:
         raise ExportError(
             f"{root} is export version {version!r}; this fp4sim reads versions {tuple(MODULE_KINDS)}. "
             "Re-export the model with this fp4sim"
         )
     kinds = MODULE_KINDS[version]
-    for name, entry in metadata.get("modules", {}).items():
+    if not isinstance(metadata.get("modules"), dict):
+        raise ExportError(f"{meta_file} lists no modules: the export is incomplete")
+    for name, entry in metadata["modules"].items():
         if not isinstance(entry, dict) or entry.get("kind") not in kinds:
             known = ", ".join(kinds)
             raise ExportError(f"{meta_file}: module {name} has no kind that version {version} knows ({known})")
