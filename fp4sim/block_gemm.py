@@ -96,15 +96,16 @@ def _scaled_group_gemm(a: BlockTensor, w: BlockTensor, model: Accumulation) -> n
     result = np.empty((m_size, n_size), dtype=np.uint32)
     # Rows per chunk: enough for the kernels' threads (one row each), else as many as fit the chunk.
     rows = max(numba.get_num_threads(), _CHUNK_ELEMENTS // max(n_size * a_int.shape[0], 1))
+    headroom = 62 - TERM_VALUE_BITS - a_int.shape[0].bit_length()  # LSB spread one int64 sum can take
     for start in range(0, m_size, rows):
         stop = min(start + rows, m_size)
         sums = _group_sums(a_int[:, start:stop], w_int)
-        scales = (a_sig[start:stop], a_lsb[start:stop], a_align[start:stop], w_sig, w_lsb, w_align, per_group)
+        rows_a = (a_sig[start:stop], a_lsb[start:stop])
         if model.kind == "exact":
-            headroom = 62 - TERM_VALUE_BITS - a_int.shape[0].bit_length()  # LSB spread one int64 sum can take
-            result[start:stop] = _exact_kernel(sums, *scales, headroom)
+            result[start:stop] = _exact_kernel(sums, *rows_a, w_sig, w_lsb, per_group, headroom)
         else:
-            result[start:stop] = _aligned_kernel(sums, *scales, model.frac_bits, fused // GROUP)
+            aligned = (a_align[start:stop], w_sig, w_lsb, w_align, per_group, model.frac_bits, fused // GROUP)
+            result[start:stop] = _aligned_kernel(sums, *rows_a, *aligned)
     return result.view(np.float32)
 
 
@@ -151,10 +152,8 @@ def _exact_kernel(
     sums: np.ndarray,
     a_sig: np.ndarray,
     a_lsb: np.ndarray,
-    a_align: np.ndarray,
     w_sig: np.ndarray,
     w_lsb: np.ndarray,
-    w_align: np.ndarray,
     per_group: int,
     headroom: int,
 ) -> np.ndarray:
