@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from timing import best_time
 
-from fp4sim.block_gemm import block_gemm
-from fp4sim.blockscaled import BlockTensor, block_dequantize, block_quantize
+from fp4sim.codec.blockscaled import BlockTensor, block_dequantize, block_quantize
+from fp4sim.gemm.block import block_gemm
 
 MODELS = ("exact", "fp32_sequential", "aligned_truncate:35")
 

@@ -20,9 +20,10 @@ import torch
 from timing import best_time
 
 import fp4sim
-from fp4sim.array import run_array, schedule_gemm
-from fp4sim.convert import round_to_float_bits
-from fp4sim.pe import OperandParams, PEConfig, pe_product
+from fp4sim.hw.fp4_array import fp4_array, schedule_gemm
+from fp4sim.hw.fp4_pe_product import fp4_pe_product
+from fp4sim.hw.fp4_pkg import OperandParams, PEConfig
+from fp4sim.hw.fp4_round_to_float import fp4_round_to_float
 
 MMA_SIM_MACS_PER_S = 7.5e4  # MMA-Sim's bit-accurate tensor-core model on this machine (issue #3)
 
@@ -36,8 +37,8 @@ def naive_gemm(a, w, s, params: OperandParams, lsb: int) -> np.ndarray:
         for n in range(w.shape[1]):
             acc = np.int64(0)
             for k in range(k_size):
-                acc += pe_product(a[m, k], w[k, n], s[k], params)
-            out[m, n] = round_to_float_bits(acc, lsb, 8, 23, False)
+                acc += fp4_pe_product(a[m, k], w[k, n], s[k], params)
+            out[m, n] = fp4_round_to_float(acc, lsb, 8, 23, False)
     return out
 
 
@@ -110,7 +111,7 @@ def main() -> None:
     assert np.array_equal(
         fp4sim.array_gemm(a, w, s, "E2M1", "E2M1", rows=rows, cols=cols), fp4sim.gemm(a, w, s, "E2M1", "E2M1")
     )
-    t_array = best_time(lambda: run_array(stream, config), args.repeats)
+    t_array = best_time(lambda: fp4_array(stream, config), args.repeats)
     pe_cycles = stream.cycles * rows * cols
 
     print()
@@ -118,7 +119,7 @@ def main() -> None:
     print()
     print("| model | work | seconds | rate | vs naive loop |")
     print("|---|---|---|---|---|")
-    print(f"| naive Numba loop, `pe_product` per MAC | 256^3 MACs | {t_naive:.3f} | {naive_rate:.2e} MAC/s | 1x |")
+    print(f"| naive Numba loop, `fp4_pe_product` per MAC | 256^3 MACs | {t_naive:.3f} | {naive_rate:.2e} MAC/s | 1x |")
     print(f"| fast exact GEMM | 256^3 MACs | {t_fast:.4f} | {256**3 / t_fast:.2e} MAC/s | {t_naive / t_fast:.0f}x |")
     print(
         f"| cycle-accurate array {rows}x{cols} | {stream.cycles:,} cycles | {t_array:.3f} | "

@@ -4,7 +4,7 @@
 
 Two rates for the same 4 x 4 E2M1 array, in array cycles per second: Icarus
 running a plain Verilog stimulus loop (no Python in the loop) and
-fp4sim.array.run_array. (The cocotb testbenches, which drive and check every
+fp4sim.hw.fp4_array (its golden twin). (The cocotb testbenches, which drive and check every
 edge from Python, print their own rate in the regression summary.)
 """
 
@@ -20,10 +20,9 @@ import numpy as np
 from timing import best_time
 
 from fp4sim import PEConfig
-from fp4sim.array import run_array, schedule_gemm
+from fp4sim.hw.fp4_array import fp4_array, schedule_gemm
+from fp4sim.rtlsim.runner import filelist
 
-RTL = Path(__file__).resolve().parent.parent / "rtl"
-SOURCES = ["round_to_float.sv", "operand_decode.sv", "pe_product.sv", "delay_line.sv", "fp4_pe.sv", "fp4_array.sv"]
 ROWS = COLS = 4
 
 STIMULUS = """
@@ -56,7 +55,7 @@ def icarus_rate(cycles: int) -> float:
         bench = Path(tmp) / "bench.sv"
         bench.write_text(STIMULUS.replace("CYCLES", str(cycles)))
         binary = Path(tmp) / "bench.vvp"
-        sources = [str(RTL / name) for name in SOURCES]
+        sources = [str(path) for path in filelist("fp4_array")]
         subprocess.run(["iverilog", "-g2012", "-s", "bench", "-o", str(binary), str(bench), *sources], check=True)
         start = time.perf_counter()
         subprocess.run(["vvp", "-n", str(binary)], check=True, capture_output=True)
@@ -71,7 +70,7 @@ def model_rate(cycles: int) -> float:
     a = rng.integers(0, 16, (ROWS * tiles, k), dtype=np.uint8)
     w = rng.integers(0, 16, (k, COLS), dtype=np.uint8)
     stream, _ = schedule_gemm(a, w, np.zeros(k, np.uint8), ROWS, COLS)
-    return stream.cycles / best_time(lambda: run_array(stream, config), 3)
+    return stream.cycles / best_time(lambda: fp4_array(stream, config), 3)
 
 
 def main() -> None:
@@ -86,7 +85,7 @@ def main() -> None:
     print("|---|---|---|---|")
     print(f"| Icarus Verilog 11, plain Verilog stimulus | {icarus:,.0f} | {icarus * ROWS * COLS:.2e} | 1x |")
     ratio = model / icarus
-    print(f"| fp4sim.array.run_array (Numba, 1 thread) | {model:,.0f} | {model * ROWS * COLS:.2e} | {ratio:,.0f}x |")
+    print(f"| fp4sim.hw.fp4_array (Numba, 1 thread) | {model:,.0f} | {model * ROWS * COLS:.2e} | {ratio:,.0f}x |")
 
 
 if __name__ == "__main__":

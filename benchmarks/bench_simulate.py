@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from timing import best_time
 
-from fp4sim.llama import DEFAULT_MODEL
+from fp4sim.models.checkpoint import DEFAULT_MODEL
 from fp4sim.quant.config import QuantConfig
 from fp4sim.quant.export import load_quantized
 from fp4sim.quant.modules import set_backend

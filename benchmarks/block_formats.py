@@ -22,9 +22,9 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from fp4sim.blockscaled import BLOCK_FORMATS
-from fp4sim.llama import DEFAULT_MODEL, load_llama
-from fp4sim.perplexity import perplexity, tokenize_text
+from fp4sim.codec.blockscaled import BLOCK_FORMATS
+from fp4sim.models.checkpoint import DEFAULT_MODEL, load_llama
+from fp4sim.models.perplexity import perplexity, tokenize_text
 from fp4sim.quant.config import UNQUANTIZED, QuantConfig
 from fp4sim.quant.export import TENSORS_FILE, load_quantized
 from fp4sim.quant.modules import set_backend

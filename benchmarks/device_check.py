@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 
-from fp4sim.blockscaled import get_block_format, nvfp4_tensor_scale
+from fp4sim.codec.blockscaled import get_block_format, nvfp4_tensor_scale
 from fp4sim.formats import get_format
 from fp4sim.quant import blockquant, folded
 from fp4sim.quant.search import LinearQuant, TensorQuant

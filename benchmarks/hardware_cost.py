@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from fp4sim import PEConfig
+from fp4sim.rtlsim.runner import filelist
 
-RTL = Path(__file__).resolve().parent.parent / "rtl"
 DFF_TRANSISTORS = 20
 PAPER_MAC_AREA_UM2 = {"INT4": 410, "E2M1": 443, "E2M1 x E1M2": 432}  # LLM-FP4 Table 6, 40 nm
 K_MAX = 4096  # accumulator depth for the MAC comparison
@@ -70,12 +70,11 @@ def fp_params(fa: str, fw: str, shift_bits: int) -> tuple[dict[str, int], int]:
 
 def mac_table() -> list[tuple[str, str, Cost, Cost]]:
     """(name, accumulator description, multiplier cost, MAC cost) for INT4 and the FP4 MACs."""
-    product_sources = [RTL / "operand_decode.sv", RTL / "pe_product.sv"]
     with tempfile.NamedTemporaryFile("w", suffix=".sv") as int4_mul:
         int4_mul.write(INT4_MULTIPLIER)
         int4_mul.flush()
         rows = [("INT4", "20 bits", synthesize("int4_mul", [Path(int4_mul.name)], {}), None)]
-    rows[0] = (*rows[0][:3], synthesize("int4_mac", [RTL / "int4_mac.sv"], {"ACC_BITS": 20}))
+    rows[0] = (*rows[0][:3], synthesize("fp4_int4_mac", filelist("fp4_int4_mac"), {"ACC_BITS": 20}))
     for name, fa, fw, shift_bits in (
         ("E2M1", "E2M1", "E2M1", 0),
         ("E2M1 + shifter", "E2M1", "E2M1", 2),
@@ -83,25 +82,23 @@ def mac_table() -> list[tuple[str, str, Cost, Cost]]:
         ("E2M1 x E1M2 + shifter", "E2M1", "E1M2", 2),
     ):
         params, acc_bits = fp_params(fa, fw, shift_bits)
-        product = synthesize("pe_product", product_sources, params)
-        mac = synthesize("fp4_mac", [*product_sources, RTL / "fp4_mac.sv"], {**params, "ACC_BITS": acc_bits})
+        product = synthesize("fp4_pe_product", filelist("fp4_pe_product"), params)
+        mac = synthesize("fp4_mac", filelist("fp4_mac"), {**params, "ACC_BITS": acc_bits})
         rows.append((name, f"{acc_bits} bits", product, mac))
     return rows
 
 
 def array_table() -> list[tuple[str, Cost]]:
     """The PE with its converter, and a 2 x 2 array, E2M1 x E2M1, FP32 output."""
-    sources = [RTL / name for name in ("round_to_float.sv", "operand_decode.sv", "pe_product.sv", "delay_line.sv")]
     config = PEConfig.make("E2M1", "E2M1")
     pe_params = {"ACC_BITS": config.acc_bits, "LSB_EXP": config.lsb_exponent}
     rows = [
         (
             "fp4_pe (E2M1, shift 0..3, K_max 65536, FP32 out)",
-            synthesize("fp4_pe", [*sources, RTL / "fp4_pe.sv"], pe_params),
+            synthesize("fp4_pe", filelist("fp4_pe"), pe_params),
         )
     ]
-    array_sources = [*sources, RTL / "fp4_pe.sv", RTL / "fp4_array.sv"]
-    rows.append(("fp4_array 2x2 (same PE)", synthesize("fp4_array", array_sources, {"ROWS": 2, "COLS": 2})))
+    rows.append(("fp4_array 2x2 (same PE)", synthesize("fp4_array", filelist("fp4_array"), {"ROWS": 2, "COLS": 2})))
     return rows
 
 

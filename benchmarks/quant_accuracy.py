@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from fp4sim.llama import DEFAULT_MODEL, load_llama
-from fp4sim.perplexity import perplexity, tokenize_text
+from fp4sim.models.checkpoint import DEFAULT_MODEL, load_llama
+from fp4sim.models.perplexity import perplexity, tokenize_text
 from fp4sim.quant.config import QuantConfig
 from fp4sim.quant.export import load_quantized
 from fp4sim.quant.quantize import quantize_checkpoint

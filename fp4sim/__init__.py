@@ -5,25 +5,34 @@ any array shape, 4-bit packing, and the MAC array: ``gemm`` (fast, exact) and
 ``array_gemm`` (cycle by cycle), which give the same bits; the block-scaled
 formats MXFP4 and NVFP4 (``block_quantize``, ``block_gemm``). See
 docs/spec.md for the exact rules.
+
+The package is built in layers, each importing only those below it (checked
+by ``make lint``): ``formats`` -> ``codec`` (element and block codecs) ->
+``hw`` (one golden twin per RTL module) -> ``gemm`` (fast GEMMs, study
+accumulation models) -> ``rtlsim`` (the cocotb flow) -> ``models``
+(checkpoints, perplexity, tasks) -> ``quant`` (LLM-FP4, MXFP4, NVFP4,
+export) -> ``e2e`` (simulate, cosim, demo) -> ``cli``.
 """
 
-from .array import array_gemm
-from .block_gemm import block_gemm
-from .blockscaled import (
+from .codec import (
     MXFP4,
     NVFP4,
     BlockFormat,
     BlockTensor,
+    as_float4_e2m1fn_x2,
     block_dequantize,
     block_quantize,
+    decode,
+    encode,
     pack_block,
+    pack_fp4,
     unpack_block,
+    unpack_fp4,
 )
-from .codec import decode, encode
 from .formats import LLM_FP4_NAMES, Format, format_names, get_format, llm_fp4_format
-from .gemm import gemm
-from .packing import as_float4_e2m1fn_x2, pack_fp4, unpack_fp4
-from .pe import PEConfig
+from .gemm import block_gemm, gemm
+from .hw.fp4_array import array_gemm
+from .hw.fp4_pkg import PEConfig
 
 __version__ = "0.1.0"
 

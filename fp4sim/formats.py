@@ -157,6 +157,19 @@ class Format:
         return self.exact_value(1)
 
     @property
+    def lowest_exponent(self) -> int:
+        """Exponent of the lowest binade: ``1 - bias`` with subnormals (they share it), else ``-bias`` (field 0)."""
+        return (1 if self.subnormals else 0) - self.bias
+
+    @property
+    def is_llm_fp4_family(self) -> bool:
+        """Signed, with subnormals and every code finite (so overflow saturates): the LLM-FP4 family's shape.
+
+        The MAC array (spec 2.1) and the fused fake-quantization path (spec 1.9) take only these formats.
+        """
+        return self.signed and self.subnormals and self.specials == "finite"
+
+    @property
     def has_zero(self) -> bool:
         """Whether code 0 is the value zero."""
         return self.subnormals

@@ -1,5 +1,5 @@
 // ROWS x COLS output-stationary systolic FP4 MAC array (docs/spec.md 3;
-// golden model: fp4sim.array.run_array). Activations enter from the left,
+// golden twin: fp4sim.hw.fp4_array.fp4_array). Activations enter from the left,
 // skewed by one edge per row; weights and their per-input-channel shifts
 // enter from the top, skewed by one edge per column. PE (r, c) pulses
 // out_valid[r*COLS + c] at edge n + r + c + 1 for a tile whose in_last is
@@ -19,7 +19,7 @@ module fp4_array #(
     parameter OUT_MBITS = 23,
     parameter NA = 1 + A_EBITS + A_MBITS,
     parameter NW = 1 + W_EBITS + W_MBITS,
-    parameter SW = (SHIFT_BITS > 0) ? SHIFT_BITS : 1,
+    parameter SW = fp4_pkg::shift_port_bits(SHIFT_BITS),
     parameter OW = 1 + OUT_EBITS + OUT_MBITS
 ) (
     input  logic                      clk,
@@ -32,12 +32,9 @@ module fp4_array #(
     output logic [     ROWS*COLS-1:0] out_valid,
     output logic [ROWS*COLS*OW-1:0]   out_data
 );
-  // Widths of spec 2.2-2.3: acc_bits = bitlength(K_MAX * P_max) + 1.
-  localparam SMAX = (1 << SHIFT_BITS) - 1;
-  localparam SHIFT_MAX = (1 << A_EBITS) - 2 + (1 << W_EBITS) - 2 + SMAX;
-  localparam SIG_MAX = ((1 << (A_MBITS + 1)) - 1) * ((1 << (W_MBITS + 1)) - 1);
-  localparam ACC_BITS = $clog2(K_MAX * SIG_MAX + 1) + SHIFT_MAX + 1;
-  localparam LSB_EXP = 2 - (A_BIAS + A_MBITS) - (W_BIAS + W_MBITS) - SMAX;
+  // Widths of spec 2.2-2.3
+  localparam ACC_BITS = fp4_pkg::acc_bits(A_EBITS, A_MBITS, W_EBITS, W_MBITS, SHIFT_BITS, K_MAX);
+  localparam LSB_EXP = fp4_pkg::lsb_exp(A_BIAS, A_MBITS, W_BIAS, W_MBITS, SHIFT_BITS);
   localparam AH = NA + 2;  // activation bus: {a, valid, last}
   localparam WV = NW + SW;  // weight bus: {w, s}
 
@@ -54,7 +51,7 @@ module fp4_array #(
       if (r == 0) begin : g_direct
         assign h[0+:AH] = {a_in[0+:NA], in_valid, in_last};
       end else begin : g_delayed
-        delay_line #(.WIDTH(AH), .DEPTH(r)) skew (
+        fp4_delay_line #(.WIDTH(AH), .DEPTH(r)) skew (
             .clk(clk), .rst(rst), .in({a_in[r*NA+:NA], in_valid, in_last}), .out(h[(r*(COLS+1))*AH+:AH])
         );
       end
@@ -63,7 +60,7 @@ module fp4_array #(
       if (c == 0) begin : g_direct
         assign v[0+:WV] = {w_in[0+:NW], s_in};
       end else begin : g_delayed
-        delay_line #(.WIDTH(WV), .DEPTH(c)) skew (
+        fp4_delay_line #(.WIDTH(WV), .DEPTH(c)) skew (
             .clk(clk), .rst(rst), .in({w_in[c*NW+:NW], s_in}), .out(v[c*WV+:WV])
         );
       end

@@ -1,5 +1,6 @@
 // FP32 -> FP4 quantizing encoder for the activation path (docs/spec.md 1.4,
-// 1.5; golden model: fp4sim.encode(x, fmt, shift=shift, nan="encode")).
+// 1.5; golden twin: fp4sim.hw.fp4_encode.fp4_encode, i.e.
+// fp4sim.encode(x, fmt, shift=shift, nan="encode")).
 // Encodes x * 2^shift (the per-input-channel exponent shift) with one
 // round-to-nearest-even, saturating at the largest finite value (Inf too).
 // NaN has no code in these formats: it becomes zero with the sign inverted,
@@ -9,7 +10,7 @@ module fp4_encode #(
     parameter MBITS = 1,
     parameter BIAS = 1,
     parameter SHIFT_BITS = 2,
-    parameter SW = (SHIFT_BITS > 0) ? SHIFT_BITS : 1
+    parameter SW = fp4_pkg::shift_port_bits(SHIFT_BITS)
 ) (
     input  logic [         31:0] x,
     input  logic [       SW-1:0] shift,
@@ -34,7 +35,7 @@ module fp4_encode #(
     lsb_exp = 12'(exponent);
   end
 
-  round_to_float #(
+  fp4_round_to_float #(
       .MAG_BITS(24), .EXP_BITS(12), .EBITS(EBITS), .MBITS(MBITS), .BIAS(BIAS), .IEEE(0)
   ) round (.sign(sign), .mag(significand), .lsb_exp(lsb_exp), .bits(rounded));
 

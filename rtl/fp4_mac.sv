@@ -1,6 +1,7 @@
-// Stand-alone FP4 multiply-accumulate: pe_product plus the Kulisch
+// Stand-alone FP4 multiply-accumulate: fp4_pe_product plus the Kulisch
 // accumulator register, nothing else (no pass-through registers, no
 // converter). The unit whose cost docs/hardware.md compares with an INT4 MAC.
+// Golden twin: fp4sim.hw.fp4_mac.fp4_mac (spec 2.2, 2.3).
 module fp4_mac #(
     parameter A_EBITS = 2,
     parameter A_MBITS = 1,
@@ -8,7 +9,7 @@ module fp4_mac #(
     parameter W_MBITS = 1,
     parameter SHIFT_BITS = 2,
     parameter ACC_BITS = 24,
-    parameter SW = (SHIFT_BITS > 0) ? SHIFT_BITS : 1
+    parameter SW = fp4_pkg::shift_port_bits(SHIFT_BITS)
 ) (
     input  logic                       clk,
     input  logic                       rst,
@@ -18,11 +19,10 @@ module fp4_mac #(
     input  logic [             SW-1:0] s,
     output logic signed [ACC_BITS-1:0] acc
 );
-  localparam SHIFT_MAX = (1 << A_EBITS) - 2 + (1 << W_EBITS) - 2 + (1 << SHIFT_BITS) - 1;
-  localparam PRODUCT_BITS = A_MBITS + W_MBITS + 2 + SHIFT_MAX + 1;
+  localparam PRODUCT_BITS = fp4_pkg::product_bits(A_EBITS, A_MBITS, W_EBITS, W_MBITS, SHIFT_BITS);
   logic signed [PRODUCT_BITS-1:0] product;
 
-  pe_product #(
+  fp4_pe_product #(
       .A_EBITS(A_EBITS), .A_MBITS(A_MBITS), .W_EBITS(W_EBITS), .W_MBITS(W_MBITS), .SHIFT_BITS(SHIFT_BITS)
   ) multiply (.a(a), .w(w), .s(s), .p(product));
 

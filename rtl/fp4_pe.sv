@@ -1,7 +1,8 @@
 // One processing element of the output-stationary array (docs/spec.md 3.2):
 // passes activations right and weights down through registers, adds the
 // exact product to a Kulisch accumulator, and on a tile's last product
-// converts the sum to the output format (round_to_float) and restarts at 0.
+// converts the sum to the output format (fp4_round_to_float) and restarts at 0.
+// Golden twin: fp4sim.hw.fp4_pe.fp4_pe.
 module fp4_pe #(
     parameter A_EBITS = 2,
     parameter A_MBITS = 1,
@@ -12,7 +13,7 @@ module fp4_pe #(
     parameter LSB_EXP = -5,  // log2 of the accumulator LSB (spec 2.2)
     parameter OUT_EBITS = 8,
     parameter OUT_MBITS = 23,
-    parameter SW = (SHIFT_BITS > 0) ? SHIFT_BITS : 1
+    parameter SW = fp4_pkg::shift_port_bits(SHIFT_BITS)
 ) (
     input  logic                           clk,
     input  logic                           rst,
@@ -29,22 +30,21 @@ module fp4_pe #(
     output logic                           out_valid,
     output logic [OUT_EBITS+OUT_MBITS:0]   out_data
 );
-  localparam SHIFT_MAX = (1 << A_EBITS) - 2 + (1 << W_EBITS) - 2 + (1 << SHIFT_BITS) - 1;
-  localparam PRODUCT_BITS = A_MBITS + W_MBITS + 2 + SHIFT_MAX + 1;
+  localparam PRODUCT_BITS = fp4_pkg::product_bits(A_EBITS, A_MBITS, W_EBITS, W_MBITS, SHIFT_BITS);
 
   logic signed [PRODUCT_BITS-1:0] product;
   logic signed [ACC_BITS-1:0] acc, sum;
   logic [ACC_BITS-1:0] magnitude;
   logic [OUT_EBITS+OUT_MBITS:0] converted;
 
-  pe_product #(
+  fp4_pe_product #(
       .A_EBITS(A_EBITS), .A_MBITS(A_MBITS), .W_EBITS(W_EBITS), .W_MBITS(W_MBITS), .SHIFT_BITS(SHIFT_BITS)
   ) multiply (.a(a_left), .w(w_top), .s(s_top), .p(product));
 
   assign sum = acc + ACC_BITS'(product);  // sign-extends: product is signed
   assign magnitude = sum[ACC_BITS-1] ? ACC_BITS'(-sum) : sum;
 
-  round_to_float #(
+  fp4_round_to_float #(
       .MAG_BITS(ACC_BITS), .EXP_BITS(12), .EBITS(OUT_EBITS), .MBITS(OUT_MBITS),
       .BIAS((1 << (OUT_EBITS - 1)) - 1), .IEEE(1)
   ) convert (.sign(sum[ACC_BITS-1]), .mag(magnitude), .lsb_exp(12'(LSB_EXP)), .bits(converted));

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-import runner
+from fp4sim.rtlsim import runner
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

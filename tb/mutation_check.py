@@ -33,31 +33,31 @@ class Mutation(NamedTuple):
 MUTATIONS = [
     Mutation(
         "drop the sticky bit",
-        "round_to_float.sv",
+        "fp4_round_to_float.sv",
         "if (drop >= 2 && drop <= MAG_BITS) sticky",
         "if (1'b0) sticky",
-        "test_round_to_float.py::test_round_to_float[fp32]",
+        "test_fp4_round_to_float.py::test_fp4_round_to_float[fp32]",
     ),
     Mutation(
         "flip the ties-to-even condition",
-        "round_to_float.sv",
+        "fp4_round_to_float.sv",
         "if (guard && (sticky || q[0]))",
         "if (guard && (sticky || !q[0]))",
         "test_fp4_encode.py::test_fp4_encode[E2M1]",
     ),
     Mutation(
         "ignore the rounding carry into the next binade",
-        "round_to_float.sv",
+        "fp4_round_to_float.sv",
         "if (q[QW-1]) begin",
         "if (1'b0) begin",
-        "test_round_to_float.py::test_round_to_float[bf16]",
+        "test_fp4_round_to_float.py::test_fp4_round_to_float[bf16]",
     ),
     Mutation(
         "off-by-one in the exponent-bias shift",
-        "pe_product.sv",
+        "fp4_pe_product.sv",
         "if (SHIFT_BITS > 0) amount = amount - 32'(s);",
         "if (SHIFT_BITS > 0) amount = amount - 32'(s) + (s == 0 ? 0 : 1);",
-        "test_pe_product.py::test_pe_product[E2M1-E2M1]",
+        "test_fp4_pe_product.py::test_fp4_pe_product[E2M1-E2M1]",
     ),
     Mutation(
         "encoder shift off by one",
@@ -69,8 +69,8 @@ MUTATIONS = [
     Mutation(
         "wrong row skew (one stage too many)",
         "fp4_array.sv",
-        "delay_line #(.WIDTH(AH), .DEPTH(r)) skew",
-        "delay_line #(.WIDTH(AH), .DEPTH(r + 1)) skew",
+        "fp4_delay_line #(.WIDTH(AH), .DEPTH(r)) skew",
+        "fp4_delay_line #(.WIDTH(AH), .DEPTH(r + 1)) skew",
         "test_fp4_array.py::test_fp4_array[E2M1xE2M1-4x4-e8m23]",
     ),
     Mutation(
@@ -93,6 +93,34 @@ MUTATIONS = [
         "if (is_nan) code = {~sign,",
         "if (is_nan) code = {sign,",
         "test_fp4_encode.py::test_fp4_encode[E1M2]",
+    ),
+    Mutation(
+        "accumulator one bit narrow",
+        "fp4_pkg.sv",
+        "+ product_shift_max(a_ebits, w_ebits, shift_bits) + 1;",
+        "+ product_shift_max(a_ebits, w_ebits, shift_bits);",
+        "test_fp4_pkg.py::test_fp4_pkg",
+    ),
+    Mutation(
+        "subnormal exponent taken as field - 1",
+        "fp4_operand_decode.sv",
+        "assign exp_m1 = normal ? field - 1'b1 : '0;",
+        "assign exp_m1 = field - 1'b1;",
+        "test_fp4_operand_decode.py::test_fp4_operand_decode[2-1]",
+    ),
+    Mutation(
+        "skew line ignores reset",
+        "fp4_delay_line.sv",
+        "stages <= rst ? '0 : {stages[(DEPTH-1)*WIDTH-1:0], in};",
+        "stages <= {stages[(DEPTH-1)*WIDTH-1:0], in};",
+        "test_fp4_delay_line.py::test_fp4_delay_line[2]",
+    ),
+    Mutation(
+        "out_valid ignores in_valid, at the PE's own bench",
+        "fp4_pe.sv",
+        "out_valid <= valid_left && last_left;",
+        "out_valid <= last_left;",
+        "test_fp4_pe.py::test_fp4_pe[E2M1xE2M1-s2-e8m23]",
     ),
 ]
 

@@ -1,7 +1,7 @@
 """fp4_array on real tiles of a quantized model (fp4sim cosim): every output equals fp4sim.gemm bit for bit, and
 every output pulse arrives on the edge the cycle-accurate model gives.
 
-The tiles, their gemm results and the model's pulse list come from fp4sim.cosim in an .npz; the bench plays
+The tiles, their gemm results and the model's pulse list come from fp4sim.e2e.cosim in an .npz; the bench plays
 the stream and writes what it compared to a JSON file for the command to report.
 """
 
@@ -14,16 +14,16 @@ from pathlib import Path
 import cocotb
 import numpy as np
 import pytest
-from array_driver import play
-from runner import tb_params
 
-from fp4sim.array import ArrayInputs
-from fp4sim.cosim import DATA_ENV, RESULT_ENV, run_cosim
-from fp4sim.llama import DEFAULT_MODEL
-from fp4sim.perplexity import tokenize_text
+from fp4sim.e2e.cosim import DATA_ENV, RESULT_ENV, run_cosim
+from fp4sim.hw.fp4_array import ArrayInputs
+from fp4sim.models.checkpoint import DEFAULT_MODEL
+from fp4sim.models.perplexity import tokenize_text
 from fp4sim.quant.config import QuantConfig
 from fp4sim.quant.export import load_quantized
 from fp4sim.quant.quantize import quantize_checkpoint
+from fp4sim.rtlsim.array_driver import play
+from fp4sim.rtlsim.runner import tb_params
 
 
 @cocotb.test()

@@ -2,7 +2,7 @@
 
 The driver plays an `ArrayInputs` stream into the RTL one edge at a time; the
 monitor records every out_valid pulse with the edge it is sampled at; the
-scoreboard compares that list with `fp4sim.array.run_array` on the same
+scoreboard compares that list with the golden twin `fp4sim.hw.fp4_array` on the same
 stream. Streams hold random GEMMs back to back (ragged tiles, K = 1), bubbles
 with junk on the data ports, and resets in mid-stream.
 """
@@ -12,12 +12,11 @@ from __future__ import annotations
 import cocotb
 import numpy as np
 import pytest
-from array_driver import concat, play
-from runner import run_testbench, tb_params, tb_pe_config
 
 from fp4sim import PEConfig, get_format
-from fp4sim.array import ArrayInputs, idle_inputs, run_array, schedule_gemm
-from fp4sim.cosim import ARRAY_SOURCES
+from fp4sim.hw.fp4_array import ArrayInputs, fp4_array, idle_inputs, schedule_gemm, stitch_streams
+from fp4sim.rtlsim.array_driver import play
+from fp4sim.rtlsim.runner import run_testbench, tb_params, tb_pe_config
 
 
 def output_name(p: dict) -> str:
@@ -32,23 +31,20 @@ def gemm_stream(seed: int, count: int) -> tuple[dict, PEConfig, np.random.Genera
 
 def random_gemms(rng: np.random.Generator, config: PEConfig, rows: int, cols: int, count: int) -> ArrayInputs:
     """`count` random GEMMs, each tile right after the previous one, then one drain."""
-    parts = [idle_inputs(1, rows, cols)]
-    parts[0].rst[0] = 1  # power-up reset
+    streams = []
     for _ in range(count):
         m, n = (int(x) for x in rng.integers(1, 2 * max(rows, cols) + 1, 2))
         k = int(rng.choice([1, 2, 3, int(rng.integers(4, 40))]))
         a = rng.integers(0, 1 << config.fmt_a.nbits, (m, k), dtype=np.uint8)
         w = rng.integers(0, 1 << config.fmt_w.nbits, (k, n), dtype=np.uint8)
         s = rng.integers(0, config.max_shift + 1, k, dtype=np.uint8)
-        stream, _ = schedule_gemm(a, w, s, rows, cols)
-        parts.append(ArrayInputs(*(field[: -(rows + cols)] for field in stream)))  # drop the drain
-    parts.append(idle_inputs(rows + cols + 1, rows, cols))
-    return concat(parts)
+        streams.append(schedule_gemm(a, w, s, rows, cols)[0])
+    return stitch_streams(streams, rows, cols)
 
 
 async def check_stream(dut, stream: ArrayInputs) -> None:
     p = tb_params()
-    golden = run_array(stream, tb_pe_config(), output_name(p))
+    golden = fp4_array(stream, tb_pe_config(), output_name(p))
     expected = sorted(
         zip(golden.cycle.tolist(), golden.row.tolist(), golden.col.tolist(), golden.bits.tolist(), strict=True)
     )
@@ -112,4 +108,4 @@ def test_fp4_array(build: tuple) -> None:
         "SHIFT_BITS": shift_bits, "K_MAX": k_max, "ROWS": rows, "COLS": cols,
         "OUT_EBITS": out_e, "OUT_MBITS": out_m,
     }  # fmt: skip
-    run_testbench("fp4_array", "test_fp4_array", params, ARRAY_SOURCES)
+    run_testbench("fp4_array", "test_fp4_array", params)

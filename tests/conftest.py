@@ -23,7 +23,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny_models import tiny_llama
     from transformers import AutoTokenizer
 
-    from fp4sim.llama import DEFAULT_MODEL
+    from fp4sim.models.checkpoint import DEFAULT_MODEL
 
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
     tiny_llama(vocab=4096, tie_word_embeddings=True).save_pretrained(path)

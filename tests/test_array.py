@@ -8,8 +8,8 @@ import pytest
 from operands import random_gemm
 
 from fp4sim import PEConfig, array_gemm, gemm
-from fp4sim.array import ArrayInputs, collect_tiles, idle_inputs, port_trace, run_array, schedule_gemm
-from fp4sim.convert import FP32
+from fp4sim.hw.fp4_array import ArrayInputs, collect_tiles, fp4_array, idle_inputs, port_trace, schedule_gemm
+from fp4sim.hw.fp4_round_to_float import FP32
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def test_every_output_appears_on_its_cycle(rng: np.random.Generator) -> None:
     """PE (r, c) of a tile whose in_last is sampled at edge n pulses out_valid at edge n + r + c + 1."""
     config, a, w, s = random_gemm(rng, 10, 3, 7)
     stream, tiles = schedule_gemm(a, w, s, 4, 3)
-    outputs = run_array(stream, config)
+    outputs = fp4_array(stream, config)
     assert outputs.cycle.size == len(tiles) * 4 * 3
     seen = np.zeros((4, 3), dtype=int)
     for cycle, r, c in zip(outputs.cycle, outputs.row, outputs.col, strict=True):
@@ -77,7 +77,7 @@ def test_bubbles_do_not_change_results(rng: np.random.Generator) -> None:
     config, a, w, s = random_gemm(rng, 6, 9, 5)
     stream, tiles = schedule_gemm(a, w, s, 3, 3)
     bubbly = _with_bubbles(stream, rng)
-    outputs = run_array(bubbly, config)
+    outputs = fp4_array(bubbly, config)
     result = collect_tiles(outputs, tiles, 6, 5, FP32)
     np.testing.assert_array_equal(result, gemm(a, w, s, config.fmt_a, config.fmt_w))
 
@@ -92,7 +92,7 @@ def test_reset_mid_tile_clears_partial_sums(rng: np.random.Generator) -> None:
         getattr(combined, field)[:4] = getattr(stream, field)[:4]  # tile 1, cut before its last step
         getattr(combined, field)[5 : 5 + second.cycles] = getattr(second, field)
     combined.rst[4] = 1
-    outputs = run_array(combined, config)
+    outputs = fp4_array(combined, config)
     assert outputs.cycle.size == 4
     np.testing.assert_array_equal(outputs.cycle, 5 + 3 + outputs.row + outputs.col + 1)
     expected = gemm(a[:, :4], w[:4], s[:4], config.fmt_a, config.fmt_w)
@@ -104,7 +104,7 @@ def test_reset_mid_drain_drops_exactly_the_outputs_still_in_flight(rng: np.rando
     stream, tiles = schedule_gemm(a, w, s, 4, 4)
     last = tiles[0].last_cycle
     stream.rst[last + 3] = 1  # PEs with r + c <= 2 have pulsed by then; the rest are cleared
-    outputs = run_array(stream, config)
+    outputs = fp4_array(stream, config)
     assert sorted(zip(outputs.row, outputs.col, strict=True)) == sorted(
         (r, c) for r in range(4) for c in range(4) if r + c <= 2
     )
@@ -116,7 +116,7 @@ def test_port_trace_holds_data_and_clears_on_reset(rng: np.random.Generator) -> 
     config, a, w, s = random_gemm(rng, 2, 3, 2)
     stream, _ = schedule_gemm(np.concatenate([a, a]), w, s, 2, 2)  # two tiles, in_last at edges 2 and 5
     stream.rst[9] = 1
-    valid, data = port_trace(stream, run_array(stream, config))
+    valid, data = port_trace(stream, fp4_array(stream, config))
     assert valid.shape == data.shape == (stream.cycles + 1, 2, 2)
     first = gemm(a, w, s, config.fmt_a, config.fmt_w).view(np.uint32)
     assert not data[:3].any() and not valid[:3].any()  # nothing before the first pulse (edge 3)
@@ -136,4 +136,4 @@ def test_k_over_k_max_and_bad_streams_are_rejected() -> None:
     stream = idle_inputs(4, 2, 2)
     stream.s_in[1] = 4
     with pytest.raises(ValueError, match="s_in"):
-        run_array(stream, PEConfig.make("E2M1", "E2M1"))
+        fp4_array(stream, PEConfig.make("E2M1", "E2M1"))

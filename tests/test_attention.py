@@ -12,7 +12,7 @@ from tiny_models import tiny_llama
 from transformers import AutoTokenizer
 
 from fp4sim import get_format
-from fp4sim.llama import DEFAULT_MODEL
+from fp4sim.models.checkpoint import DEFAULT_MODEL
 from fp4sim.quant.attention import (
     STATE,
     AttentionQuant,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from oracle import code_value, fp32_times, round_float
 
-from fp4sim.block_gemm import block_gemm
-from fp4sim.blockscaled import MXFP4, BlockTensor, block_quantize
+from fp4sim.codec.blockscaled import MXFP4, BlockTensor, block_quantize
+from fp4sim.gemm.block import block_gemm
 
 MODELS = [
     ("exact", 0, 0),

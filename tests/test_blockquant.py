@@ -13,10 +13,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaForCausalLM
 
-from fp4sim.blockscaled import block_dequantize, block_quantize, nvfp4_tensor_scale
 from fp4sim.cli import main
-from fp4sim.llama import DEFAULT_MODEL
-from fp4sim.perplexity import tokenize_text
+from fp4sim.codec.blockscaled import block_dequantize, block_quantize, nvfp4_tensor_scale
+from fp4sim.models.checkpoint import DEFAULT_MODEL
+from fp4sim.models.perplexity import tokenize_text
 from fp4sim.quant.blockquant import (
     BlockLinearQuant,
     fold_block_linear,
@@ -26,7 +26,8 @@ from fp4sim.quant.blockquant import (
 )
 from fp4sim.quant.calibrate import LAYER_LINEARS, model_calibration_windows
 from fp4sim.quant.config import QuantConfig
-from fp4sim.quant.export import METADATA_FILE, TENSORS_FILE, ExportError, _sha256, load_quantized
+from fp4sim.quant.export import METADATA_FILE, TENSORS_FILE, ExportError, load_quantized
+from fp4sim.quant.export.store import sha256
 from fp4sim.quant.modules import BlockQuantizedLinear
 from fp4sim.quant.quantize import quantize_checkpoint
 
@@ -139,7 +140,7 @@ def test_simulate_and_cosim_commands_on_a_block_export(block_export, tmp_path: P
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["simulator"][0]["all_layers_bit_identical"]
     assert "15 of 15" in capsys.readouterr().out
-    from fp4sim.cosim import run_cosim
+    from fp4sim.e2e.cosim import run_cosim
 
     model, _, _ = load_quantized(out)
     with pytest.raises(ValueError, match=f"{method} layer; the RTL array runs LLM-FP4"):
@@ -156,7 +157,7 @@ def broken_copy(out: Path, target: Path, tensors_edit: Callable | None, metadata
         tensors_edit(tensors)
         save_file(tensors, target / TENSORS_FILE)
     metadata = json.loads((target / METADATA_FILE).read_text())
-    metadata["tensors_sha256"] = _sha256(target / TENSORS_FILE)
+    metadata["tensors_sha256"] = sha256(target / TENSORS_FILE)
     if metadata_edit is not None:
         metadata_edit(metadata)
     (target / METADATA_FILE).write_text(json.dumps(metadata))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from oracle import code_value
 
-from fp4sim.blockscaled import (
+from fp4sim.codec.blockscaled import (
     MXFP4,
     NVFP4,
     BlockTensor,

@@ -39,3 +39,22 @@ def test_unknown_format_is_an_error_with_the_valid_names(capsys):
 def test_help_through_the_console_script(args):
     result = subprocess.run([sys.executable, "-m", "fp4sim.cli", *args], capture_output=True, text=True)
     assert result.returncode == 0 and "usage: fp4sim" in result.stdout
+
+
+def test_quantize_hands_device_map_and_offload_folder_to_the_loader(monkeypatch, tmp_path):
+    """--device-map and --offload-folder reach quantize_checkpoint (they were once parsed and then dropped)."""
+    import fp4sim.quant.quantize
+
+    seen = {}
+
+    def record(model, text, config, out, **kwargs):
+        seen.update(kwargs)
+        return out
+
+    monkeypatch.setattr(fp4sim.quant.quantize, "quantize_checkpoint", record)
+    calib = tmp_path / "calib.txt"
+    calib.write_text("calibration text", encoding="utf-8")
+    offload = str(tmp_path / "offload")
+    args = ["quantize", "--calib", str(calib), "--out", str(tmp_path / "q"), "--device-map", "auto"]
+    assert main([*args, "--offload-folder", offload]) == 0
+    assert seen["device_map"] == "auto" and seen["offload_folder"] == offload

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fp4sim
-from fp4sim import codec_kernels
+from fp4sim.codec import _kernels as codec_kernels
 
 FORMATS = [
     fp4sim.get_format("E2M1"),

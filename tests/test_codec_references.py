@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import fp4sim
-from fp4sim import codec_kernels
+from fp4sim.codec import _kernels as codec_kernels
 
 # Presets that ml_dtypes defines under the same name (its e8m0 is tested apart).
 NAMES = ["float4_e2m1fn", "float6_e2m3fn", "float6_e3m2fn", "float8_e4m3fn", "float8_e5m2"]

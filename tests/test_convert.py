@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fp4sim.convert import OUTPUT_FORMATS, accumulators_to_float, float32_to_float, round_to_float_bits
+from fp4sim.hw.fp4_round_to_float import OUTPUT_FORMATS, accumulators_to_float, float32_to_float, fp4_round_to_float
 
 OUTS = list(OUTPUT_FORMATS)
 
@@ -42,7 +42,7 @@ def test_rounding_edges(out: str, toward_zero: bool) -> None:
         for exponent in (-30, -12, 0, 5):
             for signed in (value, -value):
                 expected = oracle.round_float(Fraction(signed) * Fraction(2) ** exponent, out, toward_zero)
-                got = round_to_float_bits(signed, exponent, fmt.ebits, fmt.mbits, toward_zero)
+                got = fp4_round_to_float(signed, exponent, fmt.ebits, fmt.mbits, toward_zero)
                 assert got == _bits_of(expected, out), (signed, exponent)
 
 
@@ -52,7 +52,7 @@ def test_any_integer_and_exponent(out: str, value: int, exponent: int, toward_ze
     """Includes FP16 overflow (-> Inf, or max toward zero) and subnormal / underflow results."""
     fmt = OUTPUT_FORMATS[out]
     expected = oracle.round_float(Fraction(value) * Fraction(2) ** exponent, out, toward_zero)
-    assert round_to_float_bits(value, exponent, fmt.ebits, fmt.mbits, toward_zero) == _bits_of(expected, out)
+    assert fp4_round_to_float(value, exponent, fmt.ebits, fmt.mbits, toward_zero) == _bits_of(expected, out)
 
 
 def test_zero_is_positive() -> None:

@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, LlamaForCausalLM
 import fp4sim
 from fp4sim import get_format
 from fp4sim.cli import main
-from fp4sim.llama import DEFAULT_MODEL, load_llama
+from fp4sim.models.checkpoint import DEFAULT_MODEL, load_llama
 from fp4sim.quant.calibrate import calibrate_model, calibration_windows
 from fp4sim.quant.config import QuantConfig
 from fp4sim.quant.export import (
@@ -169,12 +169,12 @@ def test_loaded_model_runs_the_same_bits_on_torch_and_simulator(exported: tuple[
 
 
 def test_packing_pads_odd_input_widths(tmp_path: Path) -> None:
-    from fp4sim.quant.export import _pack, _unpack
+    from fp4sim.quant.export.schema import pack_codes, unpack_codes
 
     codes = torch.randint(0, 16, (3, 7), dtype=torch.uint8)
-    packed = _pack(codes, get_format("E2M1"))
+    packed = pack_codes(codes, get_format("E2M1"))
     assert packed.shape == (3, 4)
-    assert torch.equal(_unpack(packed, get_format("E2M1"), (3, 7), "x"), codes)
+    assert torch.equal(unpack_codes(packed, get_format("E2M1"), (3, 7), "x"), codes)
 
 
 def test_foreign_corrupt_and_newer_exports_are_refused(exported: tuple[Path, dict, LlamaForCausalLM], tmp_path: Path):
@@ -297,7 +297,7 @@ def test_folded_layer_rejects_shifts_beyond_the_port(exported: tuple[Path, dict,
     out, _, _ = exported
     from safetensors.torch import load_file, save_file
 
-    from fp4sim.quant.export import _sha256
+    from fp4sim.quant.export.store import sha256
 
     broken = tmp_path / "broken"
     shutil.copytree(out, broken)
@@ -305,7 +305,7 @@ def test_folded_layer_rejects_shifts_beyond_the_port(exported: tuple[Path, dict,
     tensors["model.layers.0.self_attn.q_proj.input_shift"][0] = 9
     save_file(tensors, broken / TENSORS_FILE)
     metadata = json.loads((broken / METADATA_FILE).read_text())
-    metadata["tensors_sha256"] = _sha256(broken / TENSORS_FILE)
+    metadata["tensors_sha256"] = sha256(broken / TENSORS_FILE)
     (broken / METADATA_FILE).write_text(json.dumps(metadata))
     with pytest.raises(ExportError, match="input_shift exceeds"):
         load_quantized(broken)

@@ -12,7 +12,8 @@ import pytest
 from operands import random_gemm
 
 from fp4sim import PEConfig, gemm, get_format
-from fp4sim.gemm import FLOAT32_EXACT, exact_accumulators, operand_table, split_weight_table, weight_table
+from fp4sim.gemm.fast import FLOAT32_EXACT, exact_accumulators, split_weight_table, weight_table
+from fp4sim.hw.fp4_operand_decode import operand_table
 
 MODELS = ("exact", "fp32_sequential", "aligned_truncate:13", "aligned_truncate:25", "aligned_truncate:35")
 OUT_DTYPES = {"fp32": np.float32, "bf16": ml_dtypes.bfloat16, "fp16": np.float16}

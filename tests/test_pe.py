@@ -10,7 +10,9 @@ import oracle
 import pytest
 
 from fp4sim import PEConfig, gemm, get_format
-from fp4sim.pe import OperandParams, pe_dot, pe_product, product_table
+from fp4sim.hw.fp4_mac import fp4_mac
+from fp4sim.hw.fp4_pe_product import fp4_pe_product, product_table
+from fp4sim.hw.fp4_pkg import OperandParams
 
 FP4 = ("E3M0", "E2M1", "E1M2")
 PAIRS = list(itertools.product(FP4, FP4))
@@ -29,7 +31,7 @@ def test_every_product_is_exact(fa: str, fw: str) -> None:
     for s, a, w in itertools.product(range(config.max_shift + 1), range(16), range(16)):
         expected = oracle.mac_product(a, w, s, _family(fa), _family(fw))
         assert table[s, a, w] * lsb == expected, (s, a, w)
-        assert pe_product(a, w, s, config.operand_params) == table[s, a, w]
+        assert fp4_pe_product(a, w, s, config.operand_params) == table[s, a, w]
 
 
 @pytest.mark.parametrize(("fa", "fw"), PAIRS)
@@ -85,8 +87,8 @@ def test_kulisch_sum_is_order_independent(rng: np.random.Generator) -> None:
     s = rng.integers(0, 4, 500).astype(np.uint8)
     order = rng.permutation(500)
     exact = oracle.exact_sum(a, w, s, (2, 1, 1), (2, 1, 1))
-    assert pe_dot(a, w, s, params) * Fraction(2) ** -5 == exact
-    assert pe_dot(a[order], w[order], s[order], params) == pe_dot(a, w, s, params)
+    assert fp4_mac(a, w, s, params) * Fraction(2) ** -5 == exact
+    assert fp4_mac(a[order], w[order], s[order], params) == fp4_mac(a, w, s, params)
 
 
 @pytest.mark.parametrize(

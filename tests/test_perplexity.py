@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from fp4sim.cli import main
-from fp4sim.llama import DEFAULT_MODEL, check_llama_dir, load_llama
-from fp4sim.perplexity import perplexity, tokenize_text
+from fp4sim.models.checkpoint import DEFAULT_MODEL, check_llama_dir, load_llama
+from fp4sim.models.perplexity import perplexity, tokenize_text
 
 TEXT = "ROMEO.\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n" * 6
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from fp4sim.cli import main
-from fp4sim.llama import DEFAULT_MODEL
-from fp4sim.perplexity import perplexity
+from fp4sim.e2e.simulate import LayerAgreement, simulate_model
+from fp4sim.models.checkpoint import DEFAULT_MODEL
+from fp4sim.models.perplexity import perplexity
 from fp4sim.quant.config import QuantConfig
 from fp4sim.quant.export import load_quantized
 from fp4sim.quant.quantize import quantize_checkpoint
-from fp4sim.simulate import LayerAgreement, simulate_model
 
 TEXT = DEFAULT_MODEL.parent / "shakespeare" / "valid.txt"
 
@@ -64,7 +64,7 @@ def test_cli_simulate_writes_the_report(export: Path, checkpoint: Path, tmp_path
 
 
 def test_cosim_refuses_unknown_layers_and_impossible_tile_counts(export: Path) -> None:
-    from fp4sim.cosim import run_cosim
+    from fp4sim.e2e.cosim import run_cosim
 
     model, _, _ = load_quantized(export)
     ids = torch.arange(64)

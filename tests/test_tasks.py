@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fp4sim.llama import load_llama
-from fp4sim.tasks import zero_shot
+from fp4sim.models.checkpoint import load_llama
+from fp4sim.models.tasks import zero_shot
 
 DOCS = [
     {"question": "To be, or not to", "choices": ["be", "dog", "the"], "label": 0},

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..codec import encode
 from ..gemm import gemm
-from ..pe import PEConfig
+from ..hw.fp4_pkg import PEConfig
 from .fakequant import fake_quantize
 from .folded import BACKENDS, exact_sum_dtype
 from .search import TensorQuant

@@ -21,8 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..block_gemm import block_gemm
-from ..blockscaled import (
+from ..codec.blockscaled import (
     BlockFormat,
     BlockTensor,
     block_dequantize,
@@ -30,6 +29,7 @@ from ..blockscaled import (
     get_block_format,
     nvfp4_tensor_scale,
 )
+from ..gemm.block import block_gemm
 from .config import UNQUANTIZED, QuantConfig
 
 

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..blockscaled import get_block_format
-from ..llama import input_device, onloaded
+from ..codec.blockscaled import get_block_format
+from ..models.checkpoint import input_device, onloaded
 from .attention import STATE, AttentionQuant, AttentionRecorder, MatmulQuant, use_fp4sim_attention
 from .blockquant import BlockEmbeddingQuant, BlockLinearQuant, calibrate_block_linear
 from .config import QuantConfig

@@ -44,12 +44,12 @@ def round_to_format(y: torch.Tensor, fmt: Format) -> torch.Tensor:
     For the LLM-FP4 family (finite, subnormals): the step at |y| is
     2^(max(floor(log2 |y|), 1 - bias) - m), found exactly with frexp.
     """
-    if not (fmt.signed and fmt.subnormals and fmt.specials == "finite"):
+    if not fmt.is_llm_fp4_family:
         raise ValueError(f"fake quantization supports the LLM-FP4 family (finite, signed, subnormals), not {fmt.name}")
     largest = float(fmt.max_value)
     magnitude = torch.clamp(y.abs(), max=largest)  # clip before rounding: rounding then never overflows
     _, exponent = torch.frexp(magnitude)  # magnitude = f * 2^exponent, f in [0.5, 1); 0 for magnitude 0
-    step_exponent = torch.clamp(exponent - 1, min=1 - fmt.bias) - fmt.mbits
+    step_exponent = torch.clamp(exponent - 1, min=fmt.lowest_exponent) - fmt.mbits
     step = pow2(step_exponent)
     return torch.copysign(torch.round(magnitude / step) * step, y)
 

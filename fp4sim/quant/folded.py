@@ -29,8 +29,9 @@ import torch.nn.functional as F
 
 from ..codec import encode
 from ..formats import Format
-from ..gemm import FLOAT32_EXACT, gemm, operand_table
-from ..pe import PEConfig
+from ..gemm.fast import FLOAT32_EXACT, gemm
+from ..hw.fp4_operand_decode import operand_table
+from ..hw.fp4_pkg import PEConfig
 from .fakequant import fake_quantize
 from .search import LinearQuant
 

@@ -57,7 +57,7 @@ def apply_fake_quant(model: Any, params: dict[str, LinearQuant | TensorQuant | A
 def set_backend(model: Any, backend: str, accum: str = "exact") -> Any:
     """Run every folded layer and attention of a loaded export on `backend` ("torch" or "simulator")."""
     for module in model.modules():
-        if isinstance(module, SIMULATED_LINEARS):
+        if isinstance(module, SimulatedLinear):
             module.set_backend(backend, accum)
         state = getattr(module, STATE, None)
         if isinstance(state, FoldedAttention):
@@ -65,69 +65,72 @@ def set_backend(model: Any, backend: str, accum: str = "exact") -> Any:
     return model
 
 
-class QuantizedLinear(nn.Module):
+class SimulatedLinear(nn.Module):
+    """What the two hardware layers share: a backend ("torch" or "simulator"), an accumulation model, and
+    ``reference(x)``, the torch path that the simulate report compares the simulator with."""
+
+    def set_backend(self, backend: str, accum: str = "exact") -> None:
+        """Run on `backend` under accumulation model `accum`; ValueError if the simulator cannot run this layer."""
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend == "simulator":
+            self.check_simulable()
+        self.backend, self.accum = backend, accum
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend == "simulator":
+            return self.simulate(x).to(x.device, x.dtype)
+        return self.reference(x).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        act = self.input_format.name if self.input_format is not None else "float"
+        return (
+            f"{self.in_features} -> {self.out_features}, W {self.weight_format.name}, A {act}, backend {self.backend}"
+        )
+
+
+class QuantizedLinear(SimulatedLinear):
     """A folded linear layer: FP4 codes, shifts and FP32 scales, on `backend` "torch" or "simulator"."""
 
     def __init__(self, folded: FoldedLinear, backend: str = "torch", accum: str = "exact") -> None:
         super().__init__()
         self.folded = folded
+        self.in_features, self.out_features = folded.in_features, folded.out_features
+        self.weight_format, self.input_format = folded.weight_format, folded.input_format
         self.register_buffer("weight_values", code_values(folded.weight_format, folded.weight_codes), persistent=False)
         self.set_backend(backend, accum)
 
-    def set_backend(self, backend: str, accum: str = "exact") -> None:
-        _check_backend(backend)
-        if backend == "simulator":
-            self.folded.pe_config()  # raises for layers the array cannot run
-        self.backend, self.accum = backend, accum
+    def check_simulable(self) -> None:
+        self.folded.pe_config()  # raises for layers the array cannot run
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.backend == "simulator":
-            return forward_simulator(self.folded, x, self.accum).to(x.device, x.dtype)
-        return self.reference(x).to(x.dtype)
+    def simulate(self, x: torch.Tensor) -> torch.Tensor:
+        """The simulator path on `x`, float32 on the CPU."""
+        return forward_simulator(self.folded, x, self.accum)
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         """The torch path on `x`, float32."""
         return forward_torch(self.folded, x, self.weight_values)
 
-    def extra_repr(self) -> str:
-        f = self.folded
-        act = f.input_format.name if f.input_format is not None else "float"
-        return f"{f.in_features} -> {f.out_features}, W {f.weight_format.name}, A {act}, backend {self.backend}"
 
-
-class BlockQuantizedLinear(nn.Module):
+class BlockQuantizedLinear(SimulatedLinear):
     """An MXFP4 / NVFP4 linear layer: element codes, block scales and tensor scales, on "torch" or "simulator"."""
 
     def __init__(self, layer: BlockLinear, backend: str = "torch", accum: str = "exact") -> None:
         super().__init__()
         self.layer = layer
+        self.in_features, self.out_features = layer.in_features, layer.out_features
+        self.weight_format, self.input_format = layer.weight.fmt, layer.input_format
         self.register_buffer("weight_operand", blockquant.weight_operand(layer), persistent=False)
         self.set_backend(backend, accum)
 
-    def set_backend(self, backend: str, accum: str = "exact") -> None:
-        _check_backend(backend)
-        if backend == "simulator" and self.layer.input_format is None:
+    def check_simulable(self) -> None:
+        if self.layer.input_format is None:
             raise ValueError("weight-only layers keep floating-point activations; the simulator needs both in FP4")
-        self.backend, self.accum = backend, accum
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.backend == "simulator":
-            return blockquant.forward_simulator(self.layer, x, self.accum).to(x.device, x.dtype)
-        return self.reference(x).to(x.dtype)
+    def simulate(self, x: torch.Tensor) -> torch.Tensor:
+        """The simulator path on `x`, float32 on the CPU."""
+        return blockquant.forward_simulator(self.layer, x, self.accum)
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         """The torch path on `x`, float32."""
         return blockquant.forward_torch(self.layer, x, self.weight_operand)
-
-    def extra_repr(self) -> str:
-        act = self.layer.input_format.name if self.layer.input_format is not None else "float"
-        weight = self.layer.weight.fmt.name
-        return f"{self.layer.in_features} -> {self.layer.out_features}, W {weight}, A {act}, backend {self.backend}"
-
-
-SIMULATED_LINEARS = (QuantizedLinear, BlockQuantizedLinear)
-
-
-def _check_backend(backend: str) -> None:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..llama import check_llama_dir, load_llama, load_tokenizer
-from ..perplexity import tokenize_text
+from ..models.checkpoint import check_llama_dir, load_llama, load_tokenizer
+from ..models.perplexity import tokenize_text
 from .calibrate import calibrate_model, model_calibration_windows
 from .config import QuantConfig
 from .export import check_target, export_quantized

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..llama import input_device
+from ..models.checkpoint import input_device
 
 
 @torch.no_grad()

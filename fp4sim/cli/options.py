@@ -1,0 +1,55 @@
+"""Options more than one subcommand takes, each defined once, with its default read from the code that uses it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..models import BATCH_SIZE
+from ..models.checkpoint import DEFAULT_MODEL
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def add_model(parser: argparse.ArgumentParser, *, help_extra: str = "") -> None:
+    parser.add_argument(
+        "--model", default=str(DEFAULT_MODEL), help=f"local checkpoint directory (default: bundled){help_extra}"
+    )
+
+
+def add_text(parser: argparse.ArgumentParser, *, required: bool = True, purpose: str = "") -> None:
+    parser.add_argument(
+        "--text", required=required, help=f"UTF-8 text file{purpose}, e.g. models/shakespeare/valid.txt"
+    )
+
+
+def add_quantized(parser: argparse.ArgumentParser, *, required: bool = True, extra: str = "") -> None:
+    parser.add_argument("--quantized", required=required, help=f"export directory from fp4sim quantize{extra}")
+
+
+def add_windows(parser: argparse.ArgumentParser) -> None:
+    """The sliding-window perplexity settings (docs/quantization.md, "Evaluation protocol")."""
+    parser.add_argument("--context", type=int, help="window length in tokens (default: the model's context)")
+    parser.add_argument("--stride", type=int, help="window step in tokens (default: half the context)")
+    parser.add_argument(
+        "--batch-size", type=int, default=BATCH_SIZE, help=f"windows per forward pass (default {BATCH_SIZE})"
+    )
+
+
+def add_dtype_and_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dtype", default=DTYPES[0], choices=DTYPES)
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+
+
+def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {what}")
+
+
+def read_text(path: str) -> str:
+    """A UTF-8 text file's contents; ValueError naming the file when it is missing or not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"text file {path!r} does not exist") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"text file {path!r} is not UTF-8 text: {err}") from None

@@ -1,0 +1,74 @@
+"""``fp4sim quantize``: calibrate a checkpoint and write the hardware export."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+from ..quant.config import BIT_SETTINGS, METHODS, QuantConfig
+from . import options
+
+NAME = "quantize"
+HELP = "quantize a LLaMA-family checkpoint with LLM-FP4, MXFP4 or NVFP4 and write the hardware export"
+DESCRIPTION = (
+    "Calibrate layer by layer on a text (format and exponent-bias search, docs/quantization.md) and "
+    "write packed FP4 weight codes, per-input-channel shifts and FP32 scales (safetensors + JSON). "
+    "--method mxfp4 / nvfp4 rounds to nearest in the block-scaled formats instead (block scales per 32 / 16 "
+    "input channels; NVFP4's activation tensor scale from the calibration text)."
+)
+
+
+# One option per QuantConfig field, named after it, defaulting to the config's own default.
+CONFIG_OPTIONS = {
+    "method": ("minmax / fpq-baseline / fpq: LLM-FP4; mxfp4 / nvfp4: block-scaled FP4, round to nearest", METHODS),
+    "bits": ("embedding/weight/activation bits", BIT_SETTINGS),
+    "grid_low": ("bias grid start (x b~init)", None),
+    "grid_high": ("bias grid end (x b~init)", None),
+    "grid_points": ("bias grid intervals", None),
+    "rounds": ("search rounds", None),
+    "calib_samples": ("calibration windows", None),
+    "calib_length": ("window tokens (capped at the model's context)", None),
+    "search_tokens": ("tokens scoring activation candidates (0: all)", None),
+    "quantize_attention": ("also quantize the inputs of Q K^T and P V (paper: off for LLaMA)", None),
+    "seed": ("window sampling and token subsampling", None),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    options.add_model(parser)
+    parser.add_argument("--calib", required=True, help="UTF-8 calibration text, e.g. models/shakespeare/train.txt")
+    parser.add_argument("--out", required=True, help="export directory to create")
+    options.add_overwrite(parser, "an existing export directory")
+    for field in fields(QuantConfig):
+        help_text, choices = CONFIG_OPTIONS[field.name]
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(field.default, bool):
+            parser.add_argument(flag, action="store_true", help=help_text)
+        else:
+            help_text += f" (default: {field.default})"
+            parser.add_argument(flag, type=type(field.default), default=field.default, choices=choices, help=help_text)
+    parser.add_argument(
+        "--device-map", help="accelerate device map for models larger than one device, e.g. auto (replaces --device)"
+    )
+    parser.add_argument("--offload-folder", help="where accelerate offloads layers that fit nowhere else")
+    options.add_dtype_and_device(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..quant.quantize import quantize_checkpoint
+
+    settings = {field.name: getattr(args, field.name) for field in fields(QuantConfig)}
+    config = QuantConfig(**{**settings, "search_tokens": args.search_tokens or None})
+    out = quantize_checkpoint(
+        args.model,
+        options.read_text(args.calib),
+        config,
+        args.out,
+        overwrite=args.overwrite,
+        dtype=args.dtype,
+        device=args.device,
+        device_map=args.device_map,
+        offload_folder=args.offload_folder,
+    )
+    print(f"quantized {args.model} ({config.method} {config.bits}) -> {out}")
+    return 0

@@ -1,0 +1,247 @@
+"""Block-scaled FP4 GEMM under every accumulation model (docs/spec.md, section 7.5).
+
+``block_gemm(a, w)`` computes ``a @ w.T`` for block tensors that share K:
+each 16-element group's products are summed exactly (an integer in units of
+2^-2), scaled by the two block scales, and the scaled group sums are combined
+by the accumulation model; NVFP4's tensor scales multiply the FP32 result.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ..codec.blockscaled import E8M0_NAN, BlockTensor, block_dequantize
+from ..hw.fp4_round_to_float import float32_to_float, fp4_round_to_float, output_format
+from .study import Accumulation, aligned_sum, check_aligned_width, fp32_sequential_gemm, parse_accumulation
+from .superaccumulator import (
+    SUPERACCUMULATOR_ADDS,
+    SUPERACCUMULATOR_BIN,
+    superaccumulator_add,
+    superaccumulator_to_fp32,
+)
+
+GROUP = 16  # elements per exactly summed group (MMA-Sim's mxf4nvf4 datapath, also for 32-element MX blocks)
+BLOCK_FUSED_DEFAULT = 64  # elements per fused add: the K of one m16n8k64 FP4 MMA instruction
+ZERO_EXPONENT = -126  # what a zero scale or a zero c contributes to the adder's maximum exponent (MMA-Sim)
+_PRODUCT_LSB = -2  # E2M1 values are multiples of 2^-1, their products of 2^-2
+TERM_SIGNIFICAND_BITS = 12  # |group sum| <= 16 * 36 = 576, times two scale significands < 2 each: < 2^12
+TERM_VALUE_BITS = 19  # the same term as an integer at its LSB: |P| * 4 <= 2304, times two integer significands <= 15
+_CHUNK_ELEMENTS = 1 << 20  # group sums held at once (float32, 4 MB): stays in cache, bounds memory
+
+
+def block_gemm(a: BlockTensor, w: BlockTensor, *, accum: str | Accumulation = "exact", out: str = "fp32") -> np.ndarray:
+    """``a @ w.T`` for block tensors a (M, K) and w (N, K) of one block format.
+
+    Args:
+        a, w: BlockTensors (e.g. from block_quantize), K along the last axis.
+        accum: ``"exact"`` (one rounding of the exact sum), ``"fp32_sequential"``
+            or ``"aligned_truncate:N[:G]"`` (G elements per fused add, a multiple
+            of 16; default 64, NVIDIA's FP4 MMA: ``aligned_truncate:35``).
+        out: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+
+    Returns:
+        (M, N) array of `out`'s dtype: the FP32 sum times ``fp32(s_a * s_w)``
+        (NVFP4's tensor scales), rounded to `out`. A NaN block scale anywhere
+        in row m of a or row n of w makes output (m, n) NaN.
+    """
+    _check_pair(a, w)
+    model = parse_accumulation(accum)
+    fmt_out = output_format(out)
+    if model.kind == "fp32_sequential":
+        a_hat = block_dequantize(a, include_tensor_scale=False)
+        w_hat = block_dequantize(w, include_tensor_scale=False)
+        y = fp32_sequential_gemm(np.ascontiguousarray(a_hat), np.ascontiguousarray(w_hat.T))
+    else:
+        y = _scaled_group_gemm(a, w, model)
+    if a.fmt.tensor_scale:
+        y *= np.float32(a.tensor_scale * w.tensor_scale)  # alpha rounded once, then one FP32 multiply
+    nan = _nan_rows(a)[:, None] | _nan_rows(w)[None, :]
+    result = float32_to_float(np.where(nan, 0, y), fmt_out)
+    result[nan] = np.nan
+    return result
+
+
+def _check_pair(a: BlockTensor, w: BlockTensor) -> None:
+    if not (isinstance(a, BlockTensor) and isinstance(w, BlockTensor)):
+        raise TypeError("block_gemm takes two BlockTensors (fp4sim.block_quantize makes them)")
+    if a.fmt != w.fmt:
+        raise ValueError(f"operands have different block formats: {a.fmt.name} and {w.fmt.name}")
+    if len(a.shape) != 2 or len(w.shape) != 2:
+        raise ValueError(f"a must be (M, K) and w (N, K); got shapes {a.shape} and {w.shape}")
+    if a.shape[1] != w.shape[1]:
+        raise ValueError(f"a and w must share K (the last axis): {a.shape} and {w.shape}")
+    if a.shape[1] == 0:
+        raise ValueError("K must be at least 1")
+
+
+def _scaled_group_gemm(a: BlockTensor, w: BlockTensor, model: Accumulation) -> np.ndarray:
+    """FP32 results of the exact and aligned-truncate models, from exact 16-element group sums."""
+    a_sig, a_lsb, a_align = scale_parts(a)
+    w_sig, w_lsb, w_align = scale_parts(w)
+    per_group = a.fmt.block_size // GROUP
+    if model.kind == "aligned_truncate":
+        fused = model.group or BLOCK_FUSED_DEFAULT
+        if fused % GROUP:
+            raise ValueError(f"block-scaled aligned_truncate needs a group that is a multiple of {GROUP}, got {fused}")
+        check_aligned_width(model, TERM_SIGNIFICAND_BITS, fused // GROUP)
+    if -(-a.shape[1] // GROUP) > SUPERACCUMULATOR_ADDS:
+        raise ValueError(f"K = {a.shape[1]} exceeds the golden model's {SUPERACCUMULATOR_ADDS * GROUP} elements")
+    a_int, w_int = _element_integers(a), _element_integers(w)
+    m_size, n_size = a_int.shape[1], w_int.shape[1]
+    result = np.empty((m_size, n_size), dtype=np.uint32)
+    # Rows per chunk: enough for the kernels' threads (one row each), else as many as fit the chunk.
+    rows = max(numba.get_num_threads(), _CHUNK_ELEMENTS // max(n_size * a_int.shape[0], 1))
+    headroom = 62 - TERM_VALUE_BITS - a_int.shape[0].bit_length()  # LSB spread one int64 sum can take
+    for start in range(0, m_size, rows):
+        stop = min(start + rows, m_size)
+        sums = _group_sums(a_int[:, start:stop], w_int)
+        rows_a = (a_sig[start:stop], a_lsb[start:stop])
+        if model.kind == "exact":
+            result[start:stop] = _exact_kernel(sums, *rows_a, w_sig, w_lsb, per_group, headroom)
+        else:
+            aligned = (a_align[start:stop], w_sig, w_lsb, w_align, per_group, model.frac_bits, fused // GROUP)
+            result[start:stop] = _aligned_kernel(sums, *rows_a, *aligned)
+    return result.view(np.float32)
+
+
+def scale_parts(t: BlockTensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each block scale as (integer significand, exponent of its LSB, exponent the adder aligns by).
+
+    scale = significand * 2**lsb. The alignment exponent is the scale's
+    exponent with its significand in [1, 2), clamped up to the format's
+    smallest normal exponent for subnormals; a zero scale aligns at -126
+    (MMA-Sim's extract_significand_exponent). NaN scales give 0 (masked later).
+    """
+    fmt = t.fmt.scale
+    values = np.nan_to_num(t.fmt.scale.values(), nan=0.0)[t.scales]
+    _, exponent = np.frexp(values)
+    align = np.maximum(exponent - 1, fmt.lowest_exponent)
+    lsb = align - fmt.mbits
+    significand = np.ldexp(values, -lsb).astype(np.int64)  # exact: every scale is an integer at its LSB
+    return significand, lsb.astype(np.int64), np.where(values > 0, align, ZERO_EXPONENT).astype(np.int64)
+
+
+def _element_integers(t: BlockTensor) -> np.ndarray:
+    """Element values times 2 (integers), (groups, rows, 16) float32, zero-padded to whole groups."""
+    table = (t.fmt.element.values() * 2).astype(np.float32)
+    values = table[t.codes]
+    pad = -values.shape[1] % GROUP
+    values = np.pad(values, ((0, 0), (0, pad)))
+    return np.ascontiguousarray(values.reshape(values.shape[0], -1, GROUP).transpose(1, 0, 2))
+
+
+def _group_sums(a_int: np.ndarray, w_int: np.ndarray) -> np.ndarray:
+    """(M, N, groups) exact group sums in units of 2^-2: |sum| <= 16 * 144, exact in float32 BLAS.
+
+    Groups last, so the kernels read each output's sums contiguously.
+    """
+    import torch
+
+    sums = torch.bmm(torch.from_numpy(a_int), torch.from_numpy(w_int).transpose(1, 2))
+    return sums.permute(1, 2, 0).contiguous().numpy()
+
+
+@numba.njit(cache=True, inline="always")
+def _scaled_group_sum(
+    sums: np.ndarray,
+    m: int,
+    n: int,
+    g: int,
+    per_group: int,
+    a_sig: np.ndarray,
+    a_lsb: np.ndarray,
+    w_sig: np.ndarray,
+    w_lsb: np.ndarray,
+) -> tuple[int, int]:
+    """Group g of output (m, n) times both of its block scales, exactly: (integer, exponent of its LSB)."""
+    b = g // per_group
+    return np.int64(sums[m, n, g]) * a_sig[m, b] * w_sig[n, b], _PRODUCT_LSB + a_lsb[m, b] + w_lsb[n, b]
+
+
+@numba.njit(cache=True, parallel=True)
+def _exact_kernel(
+    sums: np.ndarray,
+    a_sig: np.ndarray,
+    a_lsb: np.ndarray,
+    w_sig: np.ndarray,
+    w_lsb: np.ndarray,
+    per_group: int,
+    headroom: int,
+) -> np.ndarray:
+    """FP32 bits of every exact block-scaled dot product (one rounding of the exact sum).
+
+    An output whose nonzero terms' LSBs lie within `headroom` bits of each
+    other is summed in one int64; a wider one goes through the superaccumulator.
+    """
+    m_size, n_size, groups = sums.shape
+    base = _PRODUCT_LSB + a_lsb.min() + w_lsb.min()
+    span = a_lsb.max() + w_lsb.max() + _PRODUCT_LSB - base + 64  # room for the largest term and the carries
+    n_bins = span // SUPERACCUMULATOR_BIN + 3
+    result = np.empty((m_size, n_size), dtype=np.uint32)
+    for m in numba.prange(m_size):
+        bins = np.empty(n_bins, dtype=np.int64)
+        values = np.empty(groups, dtype=np.int64)
+        offsets = np.empty(groups, dtype=np.int64)
+        for n in range(n_size):
+            low, high = np.int64(1) << 40, -(np.int64(1) << 40)
+            for g in range(groups):
+                values[g], lsb = _scaled_group_sum(sums, m, n, g, per_group, a_sig, a_lsb, w_sig, w_lsb)
+                offsets[g] = lsb - base
+                if values[g] != 0:
+                    low, high = min(low, offsets[g]), max(high, offsets[g])
+            if low > high:
+                result[m, n] = 0
+            elif high - low <= headroom:  # the usual case: one int64 holds the exact sum
+                total = np.int64(0)
+                for g in range(groups):
+                    if values[g] != 0:
+                        total += values[g] << (offsets[g] - low)
+                result[m, n] = fp4_round_to_float(total, low + base, 8, 23, False)
+            else:
+                bins[:] = 0
+                for g in range(groups):
+                    if values[g] != 0:
+                        superaccumulator_add(bins, values[g], offsets[g])
+                result[m, n] = superaccumulator_to_fp32(bins, base)
+    return result
+
+
+@numba.njit(cache=True, parallel=True)
+def _aligned_kernel(
+    sums: np.ndarray,
+    a_sig: np.ndarray,
+    a_lsb: np.ndarray,
+    a_align: np.ndarray,
+    w_sig: np.ndarray,
+    w_lsb: np.ndarray,
+    w_align: np.ndarray,
+    per_group: int,
+    frac_bits: int,
+    fused: int,
+) -> np.ndarray:
+    """FP32 bits under aligned_truncate: `fused` scaled group sums plus c per fused add (spec 7.5)."""
+    m_size, n_size, groups = sums.shape
+    result = np.empty((m_size, n_size), dtype=np.uint32)
+    for m in numba.prange(m_size):
+        values = np.empty(fused, dtype=np.int64)
+        lsbs = np.empty(fused, dtype=np.int64)
+        exponents = np.empty(fused, dtype=np.int64)
+        for n in range(n_size):
+            c_bits = np.int64(0)
+            for start in range(0, groups, fused):
+                count = min(fused, groups - start)
+                for i in range(count):
+                    g = start + i
+                    values[i], lsbs[i] = _scaled_group_sum(sums, m, n, g, per_group, a_sig, a_lsb, w_sig, w_lsb)
+                    exponents[i] = a_align[m, g // per_group] + w_align[n, g // per_group]
+                c_bits = aligned_sum(c_bits, values[:count], lsbs[:count], exponents[:count], frac_bits, ZERO_EXPONENT)
+            result[m, n] = c_bits
+    return result
+
+
+def _nan_rows(t: BlockTensor) -> np.ndarray:
+    """Rows holding a NaN block scale (only MX's E8M0 has one)."""
+    if t.fmt.tensor_scale:
+        return np.zeros(t.shape[0], dtype=bool)
+    return (t.scales == E8M0_NAN).any(axis=1)

@@ -1,0 +1,7 @@
+"""The golden model of the RTL: one module per module of rtl/, each named after it (docs/spec.md 2, 3, 5).
+
+``fp4_pkg`` holds the parameters and widths (rtl/fp4_pkg.sv); ``fp4_operand_decode``,
+``fp4_pe_product``, ``fp4_mac``, ``fp4_round_to_float``, ``fp4_pe``, ``fp4_delay_line``,
+``fp4_array``, ``fp4_encode`` and ``fp4_int4_mac`` each model the RTL module of the same name
+and are what its testbench (tb/test_<name>.py) judges it by.
+"""

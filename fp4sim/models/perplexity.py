@@ -1,0 +1,75 @@
+"""Perplexity of a causal LM on a text, with sliding windows (docs/quantization.md).
+
+The text is tokenized once (the tokenizer's BOS at the very start only) and
+scored with windows of `context` tokens advancing by `stride`: each window
+scores only the tokens no earlier window scored, so every token after the
+first is predicted exactly once, with at least `context - stride` tokens of
+context (fewer in the first window). With `stride == context` the windows do
+not overlap and each window's first token, having no context, is not scored.
+Perplexity = exp(mean negative log-likelihood), accumulated in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+from tqdm import tqdm
+
+from . import BATCH_SIZE
+from .checkpoint import input_device
+
+
+class Perplexity(NamedTuple):
+    perplexity: float
+    nll: float  # mean negative log-likelihood per scored token, nats
+    tokens: int  # tokens scored
+
+
+def tokenize_text(tokenizer: Any, text: str) -> torch.Tensor:
+    """The whole text as one 1-D tensor of token ids (no length warnings: windows cut it later)."""
+    encoding = tokenizer.backend_tokenizer.encode(text) if hasattr(tokenizer, "backend_tokenizer") else None
+    ids = encoding.ids if encoding is not None else tokenizer(text)["input_ids"]
+    return torch.tensor(ids, dtype=torch.long)
+
+
+@torch.no_grad()
+def perplexity(
+    model: Any,
+    ids: torch.Tensor,
+    *,
+    context: int | None = None,
+    stride: int | None = None,
+    batch_size: int = BATCH_SIZE,
+    progress: bool = True,
+) -> Perplexity:
+    """Sliding-window perplexity of `model` on token ids; context defaults to the model's, stride to half of it."""
+    context = context or model.config.max_position_embeddings
+    stride = stride or context // 2
+    if not 0 < stride <= context:
+        raise ValueError(f"need 0 < stride <= context, got stride {stride}, context {context}")
+    if ids.numel() < 2:
+        raise ValueError("the text is too short: it needs at least 2 tokens to score one")
+    windows = []  # (begin, end, first scored position within the window)
+    scored_until = 1  # token 0 has nothing before it
+    for begin in range(0, ids.numel(), stride):
+        end = min(begin + context, ids.numel())
+        windows.append((begin, end, max(scored_until - begin, 1)))
+        scored_until = end
+        if end == ids.numel():
+            break
+    device = input_device(model)
+    total, count = 0.0, 0
+    for start in tqdm(range(0, len(windows), batch_size), desc="perplexity", disable=not progress, unit="batch"):
+        batch = windows[start : start + batch_size]
+        for length in sorted({end - begin for begin, end, _ in batch}):  # equal lengths stack into one forward
+            same = [(begin, end, first) for begin, end, first in batch if end - begin == length]
+            inputs = torch.stack([ids[begin:end] for begin, end, _ in same]).to(device)
+            log_probs = torch.log_softmax(model(inputs).logits[:, :-1].float(), dim=-1)
+            picked = log_probs.gather(-1, inputs[:, 1:, None])[..., 0].double()
+            for row, (_, _, first) in enumerate(same):
+                total -= picked[row, first - 1 :].sum().item()
+                count += length - first
+    nll = total / count
+    return Perplexity(math.exp(nll), nll, count)

@@ -1,0 +1,142 @@
+"""Hardware export of a calibrated model, and the loader that rebuilds it (docs/quantization.md, "Export").
+
+An export directory holds:
+- ``fp4sim_quant.json``: versioned metadata (formats, shapes, the QuantConfig,
+  the source model, the SHA-256 of the tensor file);
+- ``model.safetensors``: per quantized linear ``<name>.weight_codes`` (uint8,
+  two 4-bit codes per byte along the input axis, element 0 in the low nibble;
+  one code per byte for wider formats), ``<name>.weight_scale`` (float32, one
+  per output channel), ``<name>.input_scale`` (float32 scalar) and
+  ``<name>.input_shift`` (uint8, one per input channel); the embedding's codes
+  and per-row scales; every other parameter (the RMSNorm weights) in float32;
+- the model's ``config.json`` (embeddings untied: the embedding and lm_head
+  are quantized separately) and its tokenizer files.
+
+Writing goes to a temporary directory beside the target, renamed into place
+at the end: a failure leaves nothing half-written.
+
+Layout: ``schema`` (versions, metadata, checked readers), ``kinds`` (one
+writer and one reader per module kind, side by side), ``store`` (the atomic
+directory on disk); this module runs them over a model.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ...models.checkpoint import onloaded
+from ..config import QuantConfig
+from ..modules import set_backend
+from .kinds import KIND_OF_QUANT, KINDS
+from .schema import EXPORT_FORMAT, EXPORT_VERSION, METADATA_FILE, TENSORS_FILE, ExportError, read_metadata
+from .store import check_target, load_tensors, write_atomically
+
+__all__ = [
+    "EXPORT_VERSION",
+    "METADATA_FILE",
+    "TENSORS_FILE",
+    "ExportError",
+    "check_target",
+    "export_quantized",
+    "load_quantized",
+    "read_metadata",
+]
+
+
+def export_quantized(
+    model: Any,
+    tokenizer: Any,
+    params: dict[str, Any],
+    config: QuantConfig,
+    out: str | Path,
+    *,
+    source: str = "",
+    overwrite: bool = False,
+) -> Path:
+    """Fold `params` (from calibrate_model) into `model`'s weights and write the export directory `out`.
+
+    Raises FileExistsError / FileNotFoundError for a target it may not write,
+    TypeError for a calibration result of no known kind.
+    """
+    out = Path(out)
+    check_target(out, overwrite)
+    tensors: dict[str, torch.Tensor] = {}
+    modules: dict[str, dict] = {}
+    for name, quant in params.items():
+        kind = KIND_OF_QUANT.get(type(quant))
+        if kind is None:
+            raise TypeError(f"{name}: no export kind for a {type(quant).__name__}")
+        written, entry = kind.write(model.get_submodule(name), name, quant)
+        tensors.update(written)
+        modules[name] = {"kind": kind.name, **entry}
+    for module_name, module in model.named_modules():
+        if module_name in params or not any(True for _ in module.parameters(recurse=False)):
+            continue
+        with onloaded(module):  # one module at a time, also when accelerate offloaded it
+            for name, value in module.named_parameters(recurse=False):
+                tensors[f"{module_name}.{name}"] = value.detach().float().cpu().contiguous()
+    metadata = {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "source_model": source,
+        "quant_config": config.to_dict(),
+        "modules": modules,
+    }
+    model_config = copy.deepcopy(model.config)
+    model_config.tie_word_embeddings = False
+    write_atomically(out, overwrite, tensors, metadata, model_config, tokenizer)
+    return out
+
+
+def load_quantized(
+    path: str | Path, *, backend: str = "torch", accum: str = "exact", dtype: str = "float32", device: str = "cpu"
+) -> tuple[Any, Any, dict]:
+    """(model, tokenizer, metadata) from an export directory; quantized linears run on `backend`.
+
+    Raises ExportError for a directory that is not a readable export of a supported version.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    root = Path(path)
+    metadata = read_metadata(root)
+    tensors = load_tensors(root, metadata)
+    model_config = AutoConfig.from_pretrained(root, local_files_only=True)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(model_config)
+    for name, entry in metadata["modules"].items():
+        try:
+            KINDS[entry["kind"]].read(model, tensors, name, entry)
+        except KeyError as err:
+            raise ExportError(f"{root}: the metadata of {name} lacks {err}") from None
+    rest = {k: v.to(getattr(torch, dtype)) for k, v in tensors.items() if not _is_export_tensor(k, metadata)}
+    missing, unexpected = model.load_state_dict(rest, strict=False, assign=True)
+    if unexpected or [k for k in missing if not _belongs_to_quantized(k, metadata)]:
+        raise ExportError(f"{root}: tensors do not match the model config (missing {missing}, unexpected {unexpected})")
+    _rebuild_meta_buffers(model)
+    set_backend(model, backend, accum)
+    tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
+    return model.to(device).eval(), tokenizer, metadata
+
+
+def _is_export_tensor(key: str, metadata: dict) -> bool:
+    name, _, field = key.rpartition(".")
+    return name in metadata["modules"] and field != "weight"
+
+
+def _belongs_to_quantized(key: str, metadata: dict) -> bool:
+    return key.rpartition(".")[0] in metadata["modules"]
+
+
+def _rebuild_meta_buffers(model: Any) -> None:
+    """Re-create the modules built on the meta device whose buffers are computed, not stored (rotary tables)."""
+    for name, module in list(model.named_modules()):
+        if any(b.is_meta for b in module.buffers(recurse=False)):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, type(module)(config=model.config))
+    leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if leftover:
+        raise ExportError(f"the export did not provide {', '.join(leftover[:5])}")

@@ -1,0 +1,115 @@
+"""What an export directory holds and how it is checked: versions, metadata, tensor names, format entries.
+
+Every reader here raises :class:`ExportError` with the file and the field at
+fault; nothing is trusted that the metadata or the tensors did not say.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ...codec import pack_fp4, unpack_fp4
+from ...codec.blockscaled import BlockFormat, get_block_format
+from ...formats import Format, llm_fp4_format
+from ...models.checkpoint import check_llama_dir
+
+EXPORT_FORMAT = "fp4sim-llm-fp4"
+EXPORT_VERSION = 2  # 2 added the MXFP4 / NVFP4 module kinds; version 1 exports still load
+MODULE_KINDS = {
+    1: ("linear", "embedding", "attention"),
+    2: ("linear", "embedding", "attention", "block_linear", "block_embedding"),
+}
+METADATA_FILE = "fp4sim_quant.json"
+TENSORS_FILE = "model.safetensors"
+
+
+class ExportError(ValueError):
+    """An export directory that is missing, corrupt, foreign or from an unsupported version."""
+
+
+def read_metadata(root: Path) -> dict:
+    """The export's metadata after checking it is an fp4sim export of a supported version."""
+    if not root.is_dir():
+        raise ExportError(f"quantized model {str(root)!r} is not a directory; pass the --out DIR of fp4sim quantize")
+    meta_file = root / METADATA_FILE
+    if not meta_file.is_file():
+        raise ExportError(f"{root} has no {METADATA_FILE}: it is not an fp4sim export (make one with fp4sim quantize)")
+    try:
+        metadata = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ExportError(f"{meta_file} is corrupt: {err}") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != EXPORT_FORMAT:
+        raise ExportError(f"{meta_file} does not describe an {EXPORT_FORMAT} export")
+    version = metadata.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version not in MODULE_KINDS:
+        raise ExportError(
+            f"{root} is export version {version!r}; this fp4sim reads versions {tuple(MODULE_KINDS)}. "
+            "Re-export the model with this fp4sim"
+        )
+    kinds = MODULE_KINDS[version]
+    if not isinstance(metadata.get("modules"), dict):
+        raise ExportError(f"{meta_file} lists no modules: the export is incomplete")
+    for name, entry in metadata["modules"].items():
+        if not isinstance(entry, dict) or entry.get("kind") not in kinds:
+            known = ", ".join(kinds)
+            raise ExportError(f"{meta_file}: module {name} has no kind that version {version} knows ({known})")
+    check_llama_dir(root)
+    return metadata
+
+
+def tensor(tensors: dict, key: str, dtype: torch.dtype, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """tensors[key], checked for presence, dtype and (when given) shape."""
+    if key not in tensors:
+        raise ExportError(f"the export lacks tensor {key}")
+    value = tensors[key]
+    if value.dtype != dtype or (shape is not None and tuple(value.shape) != shape):
+        raise ExportError(f"{key} is {value.dtype} {tuple(value.shape)}, expected {dtype} {shape}")
+    return value
+
+
+def pack_codes(codes: torch.Tensor, fmt: Format) -> torch.Tensor:
+    """4-bit codes two per byte along the last axis (padded with code 0 to even length); wider: one per byte."""
+    if fmt.nbits != 4:
+        return codes.contiguous()
+    if codes.shape[-1] % 2:
+        codes = torch.nn.functional.pad(codes, (0, 1))
+    return pack_fp4(codes.contiguous())
+
+
+def unpack_codes(stored: torch.Tensor, fmt: Format, shape: tuple[int, ...], name: str) -> torch.Tensor:
+    """The (rows, columns) = `shape` codes of module `name` from pack_codes' bytes, checked against `fmt`."""
+    expected = (shape[0], (shape[1] + 1) // 2) if fmt.nbits == 4 else shape
+    if tuple(stored.shape) != expected:
+        raise ExportError(f"{name}.weight_codes has shape {tuple(stored.shape)}, metadata says {expected}")
+    codes = unpack_fp4(stored)[:, : shape[1]].contiguous() if fmt.nbits == 4 else stored
+    if codes.numel() and int(codes.max()) >= 1 << fmt.nbits:
+        raise ExportError(f"{name}.weight_codes holds codes outside the {fmt.nbits}-bit format {fmt.name}")
+    return codes
+
+
+def format_entry(fmt: Format) -> dict:
+    """The metadata entry of an LLM-FP4 family format."""
+    return {"name": fmt.name, "ebits": fmt.ebits, "mbits": fmt.mbits, "bias": fmt.bias}
+
+
+def format_from_entry(entry: Any) -> Format:
+    """The format a metadata entry describes, checked against the name it gives."""
+    try:
+        fmt = llm_fp4_format(int(entry["ebits"]), int(entry["mbits"]), int(entry["bias"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ExportError(f"bad format entry {entry!r} in the export metadata: {err}") from None
+    if fmt.name != entry.get("name"):
+        raise ExportError(f"format entry {entry!r} names {entry.get('name')!r} but describes {fmt.name}")
+    return fmt
+
+
+def block_format_from_entry(name: Any) -> BlockFormat:
+    """The block format a metadata entry names ("mxfp4" or "nvfp4")."""
+    try:
+        return get_block_format(name)
+    except ValueError as err:
+        raise ExportError(f"bad block format in the export metadata: {err}") from None

@@ -1,0 +1,73 @@
+"""The export directory on disk: written whole or not at all, read back only when its checksum matches."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .schema import METADATA_FILE, TENSORS_FILE, ExportError
+
+
+def check_target(out: Path, overwrite: bool) -> None:
+    """FileNotFoundError / FileExistsError unless `out` may be written (replacing only an fp4sim export)."""
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {out}: {out.parent} is not a directory")
+    if out.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
+        if not (out / METADATA_FILE).is_file():
+            raise FileExistsError(f"{out} exists and is not an fp4sim export; refusing to replace it")
+
+
+def write_atomically(
+    out: Path, overwrite: bool, tensors: dict, metadata: dict, model_config: Any, tokenizer: Any
+) -> None:
+    """Write the export into a staging directory beside `out`, then rename it into place.
+
+    The metadata records the SHA-256 of the tensor file. An earlier export at
+    `out` is moved aside first and deleted only once the new one is in place.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, staging / TENSORS_FILE)
+        metadata["tensors_sha256"] = sha256(staging / TENSORS_FILE)
+        model_config.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        if out.exists() and overwrite:
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(staging, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def load_tensors(root: Path, metadata: dict) -> dict[str, torch.Tensor]:
+    """Every tensor of the export, after checking the file against the metadata's checksum."""
+    tensor_file = root / TENSORS_FILE
+    if not tensor_file.is_file():
+        raise ExportError(f"{root} has no {TENSORS_FILE}; the export is incomplete")
+    if sha256(tensor_file) != metadata.get("tensors_sha256"):
+        raise ExportError(f"{tensor_file} does not match the checksum in {METADATA_FILE}: the export is corrupt")
+    return load_file(tensor_file)
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,6 @@
+// Sources of fp4_pe in compile order (read by the Makefile, fp4sim.rtlsim and Yosys).
+fp4_pkg.sv
+fp4_round_to_float.sv
+fp4_operand_decode.sv
+fp4_pe_product.sv
+fp4_pe.sv
