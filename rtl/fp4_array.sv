@@ -1,6 +1,6 @@
 // ROWS x COLS output-stationary systolic FP4 MAC array (docs/spec.md 3;
-// golden twin: fp4sim.hw.fp4_array.fp4_array). Activations enter from the left,
-// skewed by one edge per row; weights and their per-input-channel shifts
+// golden twin: fp4sim.hw.fp4_array.fp4_array). Activations enter from the
+// left, skewed by one edge per row; weights and their per-input-channel shifts
 // enter from the top, skewed by one edge per column. PE (r, c) pulses
 // out_valid[r*COLS + c] at edge n + r + c + 1 for a tile whose in_last is
 // sampled at edge n.

@@ -1,5 +1,6 @@
 // FP4 (any small signed format with subnormals, no Inf/NaN) operand decoder
-// (docs/spec.md 2.1; golden twin: fp4sim.hw.fp4_operand_decode.fp4_operand_decode).
+// (docs/spec.md 2.1; golden twin:
+// fp4sim.hw.fp4_operand_decode.fp4_operand_decode).
 // value = (-1)^sign * significand * 2^exp_m1 * 2^(1 - BIAS - MBITS):
 // normals get the implicit 1, subnormals (exponent field 0) take E = 1.
 module fp4_operand_decode #(

@@ -1,7 +1,7 @@
 // Exact product a * w * 2^-s in accumulator LSB units (docs/spec.md 2.2;
-// golden twin: fp4sim.hw.fp4_pe_product.fp4_pe_product): the significands multiply as
-// integers, the exponents and the shift become one left shift by
-// (Ea - 1) + (Ew - 1) + (S_max - s), and the sign is applied last.
+// golden twin: fp4sim.hw.fp4_pe_product.fp4_pe_product): the significands
+// multiply as integers, the exponents and the shift become one left shift
+// by (Ea - 1) + (Ew - 1) + (S_max - s), and the sign is applied last.
 module fp4_pe_product #(
     parameter A_EBITS = 2,
     parameter A_MBITS = 1,

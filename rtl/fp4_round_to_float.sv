@@ -1,7 +1,7 @@
 // Round sign * mag * 2^lsb_exp once, to nearest with ties to even, into a
 // binary floating-point code (docs/spec.md 2.4; golden twin:
-// fp4sim.hw.fp4_round_to_float.fp4_round_to_float). Shared by the accumulator converter
-// and the FP32 -> FP4 encoder.
+// fp4sim.hw.fp4_round_to_float.fp4_round_to_float). Shared by the
+// accumulator converter and the FP32 -> FP4 encoder.
 //   IEEE = 1: the all-ones exponent is reserved, overflow gives Inf.
 //   IEEE = 0: every code is finite, overflow saturates to the largest value.
 // A zero magnitude gives a zero with the given sign.
