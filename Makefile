@@ -59,7 +59,7 @@ demo: install sysdeps
 sim: install sysdeps
 	WAVES=$(WAVES) $(PY) -m pytest tb
 
-# Break the RTL on purpose (a copy of it) and check each testbench notices; about 2 minutes.
+# Break the RTL on purpose (a copy of it) and check each testbench notices; about 4 minutes.
 mutation-check: install
 	$(PY) tb/mutation_check.py
 

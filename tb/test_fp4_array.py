@@ -42,13 +42,13 @@ def random_gemms(rng: np.random.Generator, config: PEConfig, rows: int, cols: in
     return stitch_streams(streams, rows, cols)
 
 
-async def check_stream(dut, stream: ArrayInputs) -> None:
+async def check_stream(dut, stream: ArrayInputs, x_when_idle: bool = False) -> None:
     p = tb_params()
     golden = fp4_array(stream, tb_pe_config(), output_name(p))
     expected = sorted(
         zip(golden.cycle.tolist(), golden.row.tolist(), golden.col.tolist(), golden.bits.tolist(), strict=True)
     )
-    got = sorted(await play(dut, stream, p))
+    got = sorted(await play(dut, stream, p, x_when_idle))
     assert len(got) == len(expected), f"{len(got)} output pulses, model has {len(expected)}"
     for g, e in zip(got, expected, strict=True):
         assert g == e, f"pulse (edge, row, col, bits): RTL {g}, model {e}"
@@ -61,9 +61,8 @@ async def back_to_back_gemms(dut) -> None:
     await check_stream(dut, stream)
 
 
-@cocotb.test()
-async def bubbles_with_junk(dut) -> None:
-    p, config, rng, stream = gemm_stream(12, 25)
+def with_bubbles(p: dict, config: PEConfig, rng: np.random.Generator, stream: ArrayInputs) -> ArrayInputs:
+    """`stream` with idle edges (random junk on the data ports, in_valid low) between its valid ones."""
     idle = rng.random(stream.cycles) < 0.3
     idle[0] = False
     keep = np.flatnonzero(stream.in_valid | stream.rst)
@@ -78,7 +77,23 @@ async def bubbles_with_junk(dut) -> None:
     at = at[at < total - p["ROWS"] - p["COLS"]]
     for field in ArrayInputs._fields:
         getattr(bubbly, field)[at] = getattr(stream, field)[keep[: at.size]]
-    await check_stream(dut, bubbly)
+    return bubbly
+
+
+@cocotb.test()
+async def bubbles_with_junk(dut) -> None:
+    p, config, rng, stream = gemm_stream(12, 25)
+    await check_stream(dut, with_bubbles(p, config, rng, stream))
+
+
+@cocotb.test()
+async def x_on_data_while_idle(dut) -> None:
+    """Bubbles, drains and resets with X on every data port while in_valid is low: no output ever shows X."""
+    p, config, rng, stream = gemm_stream(14, 20)
+    bubbly = with_bubbles(p, config, rng, stream)
+    for t in rng.choice(np.arange(5, bubbly.cycles - 5), 4, replace=False):
+        bubbly.rst[t] = 1
+    await check_stream(dut, bubbly, x_when_idle=True)
 
 
 @cocotb.test()

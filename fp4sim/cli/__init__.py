@@ -11,10 +11,15 @@ from . import act_ranges, cosim, demo, evaluate, formats, quantize, simulate
 SUBCOMMANDS = (formats, evaluate, quantize, simulate, cosim, demo, act_ranges)  # in --help order
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the message and where help is, not the whole usage."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fp4sim", description="Bit-accurate reference tools for FP4 inference hardware."
-    )
+    parser = _Parser(prog="fp4sim", description="Bit-accurate reference tools for FP4 inference hardware.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in SUBCOMMANDS:  # each module: NAME, HELP, DESCRIPTION, add_arguments(parser), run(args)
         command.add_arguments(sub.add_parser(command.NAME, help=command.HELP, description=command.DESCRIPTION))
@@ -27,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, TypeError, OSError) as err:  # bad input or a file that cannot be read or written
         print(f"fp4sim {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # what was being written is left as before (exports and reports are atomic)
+        print(f"fp4sim {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -33,8 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from ..models.perplexity import tokenize_text
     from ..quant.ranges import channel_ranges, plot_channel_ranges
 
+    text = options.read_text(args.text)  # before the model loads: a bad path fails at once
     model, tokenizer = load_llama(args.model)
-    ids = tokenize_text(tokenizer, options.read_text(args.text))[: args.tokens]
+    ids = tokenize_text(tokenizer, text)[: args.tokens]
     peak = channel_ranges(model, ids, args.layer, model.config.max_position_embeddings)
     plot_channel_ranges(peak, args.layer, args.out)
     print(

@@ -46,10 +46,12 @@ def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def read_text(path: str) -> str:
-    """A UTF-8 text file's contents; ValueError naming the file when it is missing or not UTF-8."""
+    """A UTF-8 text file's contents; ValueError naming the file when it is missing, unreadable or not UTF-8."""
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ValueError(f"text file {path!r} does not exist") from None
     except UnicodeDecodeError as err:
         raise ValueError(f"text file {path!r} is not UTF-8 text: {err}") from None
+    except OSError as err:
+        raise ValueError(f"text file {path!r} cannot be read: {err.strerror or err}") from None

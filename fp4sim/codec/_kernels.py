@@ -281,11 +281,16 @@ def fake_quant_kernel(parallel: bool):
     The rounding works on the float's bits (normal binades: drop ``23 - mbits``
     significand bits; subnormal binade: add and subtract a power of two whose ulp
     is the subnormal step), branch-free so the column loop vectorises.
+
+    Returns how many elements it could not do exactly: NaN input, and products
+    ``x / scale * 2**shift`` that FP32 cannot hold (a negative shift into its
+    subnormal range, where a second rounding could land on a midpoint). The
+    caller discards the result when that count is not zero.
     """
     int_one = np.int32(1)
 
     def loop(x, row_scale, up, down, mbits, min_normal, max_value, magic, out):
-        n_nan = 0
+        n_inexact = 0
         drop = np.int32(23 - mbits)
         half = (int_one << (drop - int_one)) - int_one
         # The kept significand's last bit decides ties; with mbits = 0 it is the implicit 1 (ties go up, spec 1.4).
@@ -294,8 +299,10 @@ def fake_quant_kernel(parallel: bool):
         for r in numba.prange(x.shape[0]):
             scale = row_scale[r * row_step]
             for c in range(x.shape[1]):
-                y = np.float32(x[r, c] / scale) * up[c]
-                n_nan += y != y
+                quotient = np.float32(x[r, c] / scale)
+                y = quotient * up[c]
+                # y is exact iff scaling it back restores the quotient (an overflow to Inf saturates either way)
+                n_inexact += (y != y) | ((y * down[c] != quotient) & (abs(y) != np.inf))
                 mag = min(abs(y), max_value)
                 b = _float_bits(mag)
                 odd = ((b >> drop) & int_one) | implicit_odd
@@ -303,6 +310,6 @@ def fake_quant_kernel(parallel: bool):
                 subnormal = (mag + magic) - magic
                 rounded = subnormal if mag < min_normal else normal
                 out[r, c] = np.float32(np.copysign(rounded, y) * down[c]) * scale
-        return n_nan
+        return n_inexact
 
     return numba.njit(nogil=True, parallel=parallel, fastmath=False)(loop)

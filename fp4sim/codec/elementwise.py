@@ -110,30 +110,41 @@ def decode(
 def quantize_dequantize_rows(
     x: np.ndarray, fmt: Format, row_scale: np.ndarray, col_shift: np.ndarray | None
 ) -> np.ndarray | None:
-    """``decode(encode(x, scale=row_scale, axis=0, shift=col_shift), ...)`` in one pass, or None.
+    """``decode(encode(x, scale=row_scale, axis=0, shift=col_shift), ...)``: the same bits, or None.
 
-    For a float32 matrix with one scale per row (or one in all) and one shift
-    per column (or none), in an LLM-FP4 family format (finite, signed, with
-    subnormals, saturating): the same bits as the two calls, without the code
-    array in between. None for other formats or when the input holds NaN; the
-    caller then takes the long way.
+    For a float32 matrix (M, N) with one scale per row (M,) or one in all (1,)
+    and one integer shift per column (N,) or none, in an LLM-FP4 family format
+    (finite, signed, with subnormals, saturating). Inside the fused kernel's
+    domain (spec 1.9) one pass without the code array in between; outside it,
+    the two calls themselves. None for other formats and for input holding
+    NaN (the caller takes its own path); ValueError where decode would raise.
     """
     if x.dtype != np.float32 or x.ndim != 2 or not fmt.is_llm_fp4_family or fmt.mbits > 22:
         return None
     shifts = np.zeros(x.shape[1], np.int64) if col_shift is None else col_shift.astype(np.int64)
     lo, hi = (int(shifts.min()), int(shifts.max())) if shifts.size else (0, 0)
-    if not kernels.float32_is_exact_for(fmt, hi):
-        return None
     _check_shift_exact(fmt, lo, hi)
-    up, down = np.ldexp(np.float32(1), shifts).astype(np.float32), np.ldexp(np.float32(1), -shifts).astype(np.float32)
-    min_normal = np.float32(2.0**fmt.lowest_exponent)
-    magic = np.float32(2.0 ** (fmt.lowest_exponent - fmt.mbits + 23))  # its ulp is the subnormal step
-    out = np.empty_like(x)
-    kernel = kernels.fake_quant_kernel(x.size >= kernels.PARALLEL_MIN_SIZE)
     row_scale = np.ascontiguousarray(row_scale, dtype=np.float32).reshape(-1)
-    if kernel(x, row_scale, up, down, fmt.mbits, min_normal, np.float32(fmt.max_value), magic, out):
+    if fused_domain(fmt):
+        up, down = (np.ldexp(np.float32(1), sign * shifts).astype(np.float32) for sign in (1, -1))
+        min_normal = np.float32(2.0**fmt.lowest_exponent)
+        magic = np.float32(2.0 ** (fmt.lowest_exponent - fmt.mbits + 23))  # its ulp is the subnormal step
+        out = np.empty_like(x)
+        kernel = kernels.fake_quant_kernel(x.size >= kernels.PARALLEL_MIN_SIZE)
+        if not kernel(x, row_scale, up, down, fmt.mbits, min_normal, np.float32(fmt.max_value), magic, out):
+            return out
+    if np.isnan(x).any():
         return None
-    return out
+    scale = row_scale[0] if row_scale.size == 1 else row_scale
+    shift = None if col_shift is None else shifts[None, :]
+    return decode(encode(x, fmt, scale=scale, axis=0, shift=shift), fmt, scale=scale, axis=0, shift=shift)
+
+
+def fused_domain(fmt: Format) -> bool:
+    """Whether the fused kernel's constants exist for `fmt` (spec 1.9): its smallest normal is an FP32 normal,
+    its largest value is finite in FP32, and the power of two whose ulp is its subnormal step is too."""
+    step_exponent = fmt.lowest_exponent - fmt.mbits
+    return fmt.lowest_exponent >= -126 and step_exponent + 23 <= 127 and float(fmt.max_value) < 2.0**128
 
 
 def _output(out: Any, shape: tuple[int, ...], dtype: type) -> np.ndarray:

@@ -38,18 +38,28 @@ def scale_to_bias(scale: torch.Tensor, fmt: Format) -> torch.Tensor:
     return fmt.bias - torch.log2(scale.double())
 
 
-def round_to_format(y: torch.Tensor, fmt: Format) -> torch.Tensor:
+def round_to_format(y: torch.Tensor, fmt: Format, shift: torch.Tensor | None = None) -> torch.Tensor:
     """Round float32 values to `fmt`'s grid: nearest-even, saturating, signed zero kept (exact).
 
-    For the LLM-FP4 family (finite, subnormals): the step at |y| is
-    2^(max(floor(log2 |y|), 1 - bias) - m), found exactly with frexp.
+    For the LLM-FP4 family (finite, subnormals) at exponent bias ``fmt.bias + shift``
+    (`shift` broadcasts against `y`): the largest value is ``max * 2^-shift`` and the
+    step at |y| is ``2^(max(floor(log2 |y|), lowest_exponent - shift) - m)``, found
+    exactly with frexp. Rounding in place, with no ``y * 2^shift`` first, keeps
+    every step exact (a product could fall into FP32's subnormals and round twice).
+    ValueError where a step or the largest value leaves FP32 (the codec covers those).
     """
     if not fmt.is_llm_fp4_family:
         raise ValueError(f"fake quantization supports the LLM-FP4 family (finite, signed, subnormals), not {fmt.name}")
-    largest = float(fmt.max_value)
-    magnitude = torch.clamp(y.abs(), max=largest)  # clip before rounding: rounding then never overflows
+    shift = torch.zeros((), dtype=torch.int32, device=y.device) if shift is None else shift.to(y.device, torch.int32)
+    smallest_step = fmt.lowest_exponent - fmt.mbits - int(shift.max())
+    if smallest_step < -126 or float(fmt.max_value) * 2.0 ** -int(shift.min()) >= 2.0**128:
+        raise ValueError(
+            f"{fmt.name} at these shifts has steps or values outside FP32's normal range; use fp4sim.encode"
+        )
+    largest = float(fmt.max_value) * pow2(-shift)  # exact: every step is now an FP32 normal
+    magnitude = torch.minimum(y.abs(), largest)  # clip before rounding: rounding then never overflows
     _, exponent = torch.frexp(magnitude)  # magnitude = f * 2^exponent, f in [0.5, 1); 0 for magnitude 0
-    step_exponent = torch.clamp(exponent - 1, min=fmt.lowest_exponent) - fmt.mbits
+    step_exponent = torch.maximum(exponent - 1, fmt.lowest_exponent - shift) - fmt.mbits
     step = pow2(step_exponent)
     return torch.copysign(torch.round(magnitude / step) * step, y)
 
@@ -77,12 +87,11 @@ def fake_quantize(x: torch.Tensor, fmt: Format, scale: torch.Tensor, shift: torc
 def fake_quantize_ops(
     x: torch.Tensor, fmt: Format, scale: torch.Tensor, shift: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """fake_quantize in plain torch ops (any device, any broadcast); the fused kernel's reference."""
-    y = x.float() / scale
-    if shift is None:
-        return round_to_format(y, fmt) * scale
-    power = pow2(shift)
-    return round_to_format(y * power, fmt) / power * scale
+    """fake_quantize in plain torch ops (any device, any broadcast); the fused kernel's reference.
+
+    Exact wherever it returns; ValueError where a rounding step would leave FP32's normal range.
+    """
+    return round_to_format(x.float() / scale, fmt, shift) * scale
 
 
 def _fused_fake_quantize(

@@ -9,6 +9,7 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
+from cocotb.types import LogicArray
 
 from ..hw.fp4_array import ArrayInputs
 
@@ -18,8 +19,12 @@ def pack(values: np.ndarray, width: int) -> int:
     return sum(int(v) << (i * width) for i, v in enumerate(values))
 
 
-async def play(dut, stream: ArrayInputs, p: dict) -> list[tuple[int, int, int, int]]:
-    """Drive one edge per clock; return every (edge, row, col, bits) pulse sampled, checking for X."""
+async def play(dut, stream: ArrayInputs, p: dict, x_when_idle: bool = False) -> list[tuple[int, int, int, int]]:
+    """Drive one edge per clock; return every (edge, row, col, bits) pulse sampled, checking for X.
+
+    With `x_when_idle`, every data port (in_last, a_in, w_in, s_in) is X on edges where in_valid is low:
+    the outputs must stay free of X all the same.
+    """
     rows, cols = p["ROWS"], p["COLS"]
     out_width = 1 + p["OUT_EBITS"] + p["OUT_MBITS"]
     a_width = 1 + p["A_EBITS"] + p["A_MBITS"]
@@ -39,6 +44,10 @@ async def play(dut, stream: ArrayInputs, p: dict) -> list[tuple[int, int, int, i
         if t < stream.cycles:
             dut.rst.value = int(stream.rst[t])
             dut.in_valid.value = int(stream.in_valid[t])
+            if x_when_idle and not stream.in_valid[t]:
+                for port in (dut.in_last, dut.a_in, dut.w_in, dut.s_in):
+                    port.value = LogicArray("X" * len(port))
+                continue
             dut.in_last.value = int(stream.in_last[t])
             dut.a_in.value = pack(stream.a_in[t], a_width)
             dut.w_in.value = pack(stream.w_in[t], w_width)
