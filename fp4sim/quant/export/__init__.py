@@ -23,6 +23,8 @@ directory on disk); this module runs them over a model.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,22 +106,44 @@ def load_quantized(
     root = Path(path)
     metadata = read_metadata(root)
     tensors = load_tensors(root, metadata)
-    model_config = AutoConfig.from_pretrained(root, local_files_only=True)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(model_config)
+    tensor_file = root / TENSORS_FILE
+    with _as_export_error(root / "config.json", third_party=True):
+        model_config = AutoConfig.from_pretrained(root, local_files_only=True)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(model_config)
     for name, entry in metadata["modules"].items():
-        try:
+        with _as_export_error(root, f"module {name}: "):
             KINDS[entry["kind"]].read(model, tensors, name, entry)
-        except KeyError as err:
-            raise ExportError(f"{root}: the metadata of {name} lacks {err}") from None
-    rest = {k: v.to(getattr(torch, dtype)) for k, v in tensors.items() if not _is_export_tensor(k, metadata)}
-    missing, unexpected = model.load_state_dict(rest, strict=False, assign=True)
+    rest = {k: v for k, v in tensors.items() if not _is_export_tensor(k, metadata)}
+    for key, value in rest.items():
+        if value.dtype != torch.float32:
+            raise ExportError(f"{tensor_file}: {key} is {value.dtype}; the export holds float32 parameters")
+    with _as_export_error(tensor_file):
+        missing, unexpected = model.load_state_dict(
+            {k: v.to(getattr(torch, dtype)) for k, v in rest.items()}, strict=False, assign=True
+        )
     if unexpected or [k for k in missing if not _belongs_to_quantized(k, metadata)]:
         raise ExportError(f"{root}: tensors do not match the model config (missing {missing}, unexpected {unexpected})")
     _rebuild_meta_buffers(model)
     set_backend(model, backend, accum)
-    tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
+    with _as_export_error(root, third_party=True):
+        tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
     return model.to(device).eval(), tokenizer, metadata
+
+
+@contextmanager
+def _as_export_error(where: Path, prefix: str = "", third_party: bool = False) -> Iterator[None]:
+    """Any error reading a damaged export becomes an ExportError naming the file (and the module).
+
+    `third_party`: transformers parses the files here and raises its own (and huggingface_hub's) error types.
+    """
+    caught = Exception if third_party else (KeyError, AttributeError, TypeError, ValueError, RuntimeError, OSError)
+    try:
+        yield
+    except ExportError as err:
+        raise ExportError(f"{where}: {prefix}{err}") from None
+    except caught as err:
+        raise ExportError(f"{where}: {prefix}{type(err).__name__}: {err}") from None
 
 
 def _is_export_tensor(key: str, metadata: dict) -> bool:

@@ -27,6 +27,7 @@ from .schema import (
     format_entry,
     format_from_entry,
     pack_codes,
+    scale,
     tensor,
     unpack_codes,
 )
@@ -58,9 +59,9 @@ def read_linear(model: Any, tensors: Tensors, name: str, entry: dict) -> None:
     folded = FoldedLinear(
         weight_format=weight_format,
         weight_codes=codes,
-        weight_scale=tensor(tensors, f"{name}.weight_scale", torch.float32, (shape[0],)),
+        weight_scale=scale(tensors, f"{name}.weight_scale", (shape[0],)),
         input_format=input_format,
-        input_scale=tensor(tensors, f"{name}.input_scale", torch.float32, ()),
+        input_scale=scale(tensors, f"{name}.input_scale", ()),
         input_shift=tensor(tensors, f"{name}.input_shift", torch.uint8, (shape[1],)),
         bias=_bias(tensors, name, entry),
     )
@@ -82,8 +83,8 @@ def read_embedding(model: Any, tensors: Tensors, name: str, entry: dict) -> None
     fmt = format_from_entry(entry["weight_format"])
     shape = tuple(entry["shape"])
     codes = unpack_codes(tensor(tensors, f"{name}.weight_codes", torch.uint8), fmt, shape, name)
-    scale = tensor(tensors, f"{name}.weight_scale", torch.float32, (shape[0],))
-    tensors[f"{name}.weight"] = decode(codes, fmt, scale=scale, axis=0)  # = the calibration's fake quantization
+    row_scale = scale(tensors, f"{name}.weight_scale", (shape[0],))
+    tensors[f"{name}.weight"] = decode(codes, fmt, scale=row_scale, axis=0)  # = the calibration's fake quantization
 
 
 # ---- attention: the Q K^T and P V operand formats and scales of one attention module (quantize_attention)
@@ -99,7 +100,7 @@ def write_attention(module: Any, name: str, quant: AttentionQuant) -> tuple[Tens
 
 def read_attention(model: Any, tensors: Tensors, name: str, entry: dict) -> None:
     query, key, probs, value = (
-        TensorQuant(format_from_entry(entry[f"{op}_format"]), tensor(tensors, f"{name}.{op}_scale", torch.float32, ()))
+        TensorQuant(format_from_entry(entry[f"{op}_format"]), scale(tensors, f"{name}.{op}_scale", ()))
         for op in ATTENTION_OPERANDS
     )
     quant = AttentionQuant(MatmulQuant(query, key), MatmulQuant(probs, value))
@@ -218,6 +219,13 @@ def _bias(tensors: Tensors, name: str, entry: dict) -> torch.Tensor | None:
     return tensor(tensors, f"{name}.bias", torch.float32, (entry["out_features"],)) if entry["bias"] else None
 
 
-def _replace(model: Any, name: str, layer: torch.nn.Module) -> None:
+def _replace(model: Any, name: str, layer: Any) -> None:
+    """Put `layer` where the model (built from config.json) has the linear layer `name`, of the same shape."""
+    original = model.get_submodule(name)
+    shape = (getattr(original, "out_features", None), getattr(original, "in_features", None))
+    if shape != (layer.out_features, layer.in_features):
+        raise ExportError(
+            f"{name} is {layer.out_features} x {layer.in_features}; config.json makes it {shape[0]} x {shape[1]}"
+        )
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, layer)

@@ -53,12 +53,46 @@ def read_metadata(root: Path) -> dict:
     kinds = MODULE_KINDS[version]
     if not isinstance(metadata.get("modules"), dict):
         raise ExportError(f"{meta_file} lists no modules: the export is incomplete")
+    for field, kind in (("tensors_sha256", str), ("source_model", str), ("quant_config", dict)):
+        if field in metadata and not isinstance(metadata[field], kind):
+            raise ExportError(f"{meta_file}: {field} must be a {kind.__name__}, got {metadata[field]!r}")
     for name, entry in metadata["modules"].items():
         if not isinstance(entry, dict) or entry.get("kind") not in kinds:
             known = ", ".join(kinds)
             raise ExportError(f"{meta_file}: module {name} has no kind that version {version} knows ({known})")
-    check_llama_dir(root)
+        for field, check in ENTRY_FIELDS[entry["kind"]].items():
+            if field not in entry:
+                raise ExportError(f"{meta_file}: modules.{name} lacks {field!r}")
+            if not check(entry[field]):
+                raise ExportError(f"{meta_file}: modules.{name}.{field} is malformed: {entry[field]!r}")
+    try:
+        check_llama_dir(root)
+    except (OSError, ValueError) as err:
+        raise ExportError(f"{root / 'config.json'}: {err}") from None
     return metadata
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _shape(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(_count(v) for v in value)
+
+
+def _present(value: Any) -> bool:  # formats are checked where they are read (format_from_entry and its block twin)
+    return True
+
+
+# What each kind's metadata entry must hold (besides "kind"), and how each field is checked; extra fields are ignored.
+_LINEAR = {"in_features": _count, "out_features": _count, "bias": lambda value: isinstance(value, bool)}
+ENTRY_FIELDS = {
+    "linear": {**_LINEAR, "weight_format": _present, "input_format": _present},
+    "embedding": {"shape": _shape, "weight_format": _present},
+    "attention": {f"{op}_format": _present for op in ("query", "key", "probs", "value")},
+    "block_linear": {**_LINEAR, "weight_format": _present, "input_format": _present},
+    "block_embedding": {"shape": _shape, "weight_format": _present},
+}
 
 
 def tensor(tensors: dict, key: str, dtype: torch.dtype, shape: tuple[int, ...] | None = None) -> torch.Tensor:
@@ -68,6 +102,15 @@ def tensor(tensors: dict, key: str, dtype: torch.dtype, shape: tuple[int, ...] |
     value = tensors[key]
     if value.dtype != dtype or (shape is not None and tuple(value.shape) != shape):
         raise ExportError(f"{key} is {value.dtype} {tuple(value.shape)}, expected {dtype} {shape}")
+    return value
+
+
+def scale(tensors: dict, key: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """A float32 scale tensor, checked like :func:`tensor` and for every value being finite and > 0."""
+    value = tensor(tensors, key, torch.float32, shape)
+    bad = value[~(torch.isfinite(value) & (value > 0))]
+    if bad.numel():
+        raise ExportError(f"{key} holds {bad.numel()} scale(s) that are not finite and > 0 (e.g. {bad[0].item()})")
     return value
 
 

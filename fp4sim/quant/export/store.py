@@ -61,7 +61,10 @@ def load_tensors(root: Path, metadata: dict) -> dict[str, torch.Tensor]:
         raise ExportError(f"{root} has no {TENSORS_FILE}; the export is incomplete")
     if sha256(tensor_file) != metadata.get("tensors_sha256"):
         raise ExportError(f"{tensor_file} does not match the checksum in {METADATA_FILE}: the export is corrupt")
-    return load_file(tensor_file)
+    try:
+        return load_file(tensor_file)
+    except Exception as err:  # safetensors raises its own error type for a malformed file
+        raise ExportError(f"{tensor_file} is not a readable safetensors file: {err}") from None
 
 
 def sha256(path: Path) -> str:
