@@ -32,12 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..e2e.simulate import SimulationReport, simulate_model, write_report
+    from ..e2e.simulate import SimulationReport, check_report_target, simulate_model, write_report
     from ..models.checkpoint import load_llama
     from ..models.perplexity import perplexity, tokenize_text
     from ..quant.export import load_quantized
 
     text = options.read_text(args.text)
+    check_report_target(args.out)  # before the long run, not after it
     model, tokenizer, metadata = load_quantized(args.quantized)
     ids = tokenize_text(tokenizer, text)[: args.tokens]
     window = {"context": args.context, "stride": args.stride, "batch_size": args.batch_size}

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .._files import atomic_directory
 from ..models.perplexity import perplexity
 from ..quant.modules import SimulatedLinear, set_backend
 
@@ -168,15 +169,30 @@ class SimulationReport:
         return "\n".join(lines) + "\n"
 
 
-def write_report(report: SimulationReport, out: str | Path) -> list[Path]:
-    """report.md, report.json and layer_error.png in the directory `out` (created)."""
+REPORT_FILES = ("report.md", "report.json", "layer_error.png")
+
+
+def check_report_target(out: str | Path) -> None:
+    """FileNotFoundError / FileExistsError unless `out` may hold a report: new, empty, or an earlier report."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    files = [out / "report.md", out / "report.json", out / "layer_error.png"]
-    files[0].write_text(report.markdown())
-    files[1].write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    plot_layer_error(report.runs, files[2])
-    return files
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {out}: {out.parent} is not a directory")
+    if out.exists() and any(out.iterdir()) and not (out / "report.json").is_file():
+        raise FileExistsError(f"{out} exists and is not an fp4sim report; choose another --out")
+
+
+def write_report(report: SimulationReport, out: str | Path) -> list[Path]:
+    """report.md, report.json and layer_error.png in the directory `out`, which appears whole or not at all.
+
+    An earlier report (or an empty directory) at `out` is replaced; anything else is refused (check_report_target).
+    """
+    out = Path(out)
+    check_report_target(out)
+    with atomic_directory(out, replace=True) as staging:
+        (staging / REPORT_FILES[0]).write_text(report.markdown())
+        (staging / REPORT_FILES[1]).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        plot_layer_error(report.runs, staging / REPORT_FILES[2])
+    return [out / name for name in REPORT_FILES]
 
 
 def plot_layer_error(runs: list[SimulationResult], path: Path) -> None:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..._files import atomic_directory
 from .schema import METADATA_FILE, TENSORS_FILE, ExportError
 
 
@@ -30,28 +28,16 @@ def check_target(out: Path, overwrite: bool) -> None:
 def write_atomically(
     out: Path, overwrite: bool, tensors: dict, metadata: dict, model_config: Any, tokenizer: Any
 ) -> None:
-    """Write the export into a staging directory beside `out`, then rename it into place.
+    """Write the export into a staging directory beside `out`, then rename it into place (fp4sim._files).
 
-    The metadata records the SHA-256 of the tensor file. An earlier export at
-    `out` is moved aside first and deleted only once the new one is in place.
+    The metadata records the SHA-256 of the tensor file.
     """
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with atomic_directory(out, replace=overwrite) as staging:
         save_file({k: v.contiguous() for k, v in tensors.items()}, staging / TENSORS_FILE)
         metadata["tensors_sha256"] = sha256(staging / TENSORS_FILE)
         model_config.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-        if out.exists() and overwrite:
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def load_tensors(root: Path, metadata: dict) -> dict[str, torch.Tensor]:
