@@ -122,6 +122,13 @@ MUTATIONS = [
         "out_valid <= last_left;",
         "test_fp4_pe.py::test_fp4_pe[E2M1xE2M1-s2-e8m23]",
     ),
+    Mutation(
+        "MAC accumulates while valid is low",
+        "fp4_mac.sv",
+        "else if (valid) acc <= acc + ACC_BITS'(product);",
+        "else acc <= acc + ACC_BITS'(product);",
+        "test_fp4_mac.py::test_fp4_mac[E2M1-E2M1-2]",
+    ),
 ]
 
 
