@@ -91,7 +91,8 @@ DTYPES = [torch.float16, torch.bfloat16, torch.float64, torch.int8, torch.int32,
 def damage(draw, export: Path, tensors: dict, target: Path) -> str:
     """Apply one drawn damage to `target` (a hard-linked copy of `export`); return what was done."""
     kind = draw(st.sampled_from(["truncate", "flip", "json_drop", "json_extra", "json_mistype", "json_text",
-                                  "version", "scale", "dtype", "shape", "drop_tensor", "range", "config"]))  # fmt: skip
+                                  "version", "scale", "dtype", "shape", "drop_tensor", "range", "config",
+                                  "file_flip"]))  # fmt: skip
     tensor_file, meta_file = target / TENSORS_FILE, target / METADATA_FILE
     metadata = json.loads(meta_file.read_text())
     keys = sorted(tensors)
@@ -123,6 +124,13 @@ def damage(draw, export: Path, tensors: dict, target: Path) -> str:
             text = text[: draw(st.integers(0, len(text) - 1))]
         _replace(meta_file, text.encode())
         return f"{kind} at {'.'.join(map(str, path))}"
+    if kind == "file_flip":  # the config or a tokenizer file, one bit
+        path = draw(st.sampled_from(sorted(p for p in target.iterdir() if p.name not in (TENSORS_FILE, METADATA_FILE))))
+        data = bytearray(path.read_bytes())
+        at = draw(st.integers(0, len(data) - 1))
+        data[at] ^= 1 << draw(st.integers(0, 7))
+        _replace(path, bytes(data))
+        return f"bit flip in {path.name} at byte {at}"
     if kind == "config":
         config = json.loads((target / "config.json").read_text())
         field = draw(st.sampled_from(["hidden_size", "intermediate_size", "num_hidden_layers", "vocab_size"]))
@@ -187,3 +195,39 @@ def test_damaged_exports_raise_export_error_or_load_unchanged(originals, tmp_pat
 
     check()
     assert sum(outcomes.values()) >= FUZZ_CASES and min(outcomes.values()) > 0, outcomes
+
+
+def _edit_json(path: Path, edit) -> None:
+    document = json.loads(path.read_text())
+    _replace(path, json.dumps(edit(document) or document).encode())
+
+
+def test_damage_found_in_review(originals, tmp_path: Path) -> None:
+    """Damage a reviewer found loading silently or raising another exception type; each must be an ExportError."""
+    export, tensors, _ = originals[0]  # fpq: LLM-FP4 linear, embedding and attention
+    layer = "model.layers.0.self_attn.q_proj"
+    cases = {
+        "weight-only by metadata": (METADATA_FILE, lambda m: m["modules"][layer].update(input_format=None)),
+        "infinite format field": (METADATA_FILE, lambda m: m["modules"][layer]["weight_format"].update(ebits=1e999)),
+        "deep metadata": (METADATA_FILE, None),
+        "config eps": ("config.json", lambda c: c.update(rms_norm_eps=1e-4)),
+        "config activation": ("config.json", lambda c: c.update(hidden_act="gelu")),
+        "config rope": ("config.json", lambda c: c.update(rope_theta=500.0)),
+        "config not an object": ("config.json", lambda c: []),
+        "config foreign": ("config.json", lambda c: c.update(model_type="x", architectures=[1])),
+        "deep config": ("config.json", None),
+    }
+    for i, (name, edit) in enumerate(cases.values()):
+        target = tmp_path / f"review-{i}"
+        shutil.copytree(export, target, copy_function=os.link)
+        if edit is None:
+            _replace(target / name, b"[" * 100_000)
+        else:
+            _edit_json(target / name, edit)
+        with pytest.raises(ExportError, match=str(target)):
+            load_quantized(target)
+    stray = tmp_path / "stray-bias"  # a bias tensor the metadata says the layer has not
+    shutil.copytree(export, stray, copy_function=os.link)
+    _rewrite_tensors(stray, {**tensors, f"{layer}.bias": torch.zeros(tensors[f"{layer}.weight_scale"].shape)})
+    with pytest.raises(ExportError, match="does not account for"):
+        load_quantized(stray)

@@ -6,11 +6,14 @@ shift and scale the API accepts: fused inside its domain, the two calls outside 
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oracle import paper_quantize, round_float
 
 import fp4sim
 from fp4sim.codec import elementwise, quantize_dequantize_rows
@@ -149,10 +152,43 @@ def test_torch_ops_do_not_round_twice_in_fp32_subnormals():
     np.testing.assert_array_equal(encode_decode(x, fmt, np.float32([1.0]), np.array([-3])), expected)
 
 
+def fraction_reference(x: np.ndarray, fmt, row_scale: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
+    """Exact arithmetic (tests/oracle.py): q = fp32(x / scale), rounded on the format's grid after * 2^shift,
+    * 2^-shift, * scale, rounded once to FP32. Zeros come out unsigned: compare values, not bits."""
+    shifts = np.zeros(x.shape[1], np.int64) if shift is None else np.asarray(shift, np.int64)
+    qmax = fmt.max_value
+    out = np.empty(x.shape, np.float64)
+    for r, c in np.ndindex(*x.shape):
+        scale = row_scale[r if row_scale.size > 1 else 0]
+        q = x[r, c] / scale  # float32 / float32: the one rounding both paths make
+        power = Fraction(2) ** int(shifts[c])
+        if np.isinf(q):
+            value = qmax if q > 0 else -qmax
+        else:
+            value = paper_quantize(Fraction(float(q)) * power, fmt.ebits, fmt.mbits, fmt.bias)
+        out[r, c] = round_float(value / power * Fraction(float(scale)), "fp32")
+    return out
+
+
+def test_torch_ops_where_fp32_cannot_hold_the_unshifted_largest_value():
+    """Regressions from review: the clip value was built as fp32(max) * 2^-shift, wrong when max itself leaves FP32."""
+    cases = [
+        (llm_fp4_format(1, 2, -128), [1.5 * 2.0**127, -3e38], 3, [1.75 * 2.0**126, -1.75 * 2.0**126]),
+        (llm_fp4_format(2, 1, 160), [2.0**-57, 2.0**-58], -100, [2.0**-57, 2.0**-58]),
+        (llm_fp4_format(4, 3, 163), [1.875 * 2.0**-43, 2.0**-42], -105, [1.875 * 2.0**-43, 1.875 * 2.0**-43]),
+    ]
+    for fmt, x, shift, expected in cases:
+        got = torch_ops(np.array([x], np.float32), fmt, np.float32([1.0]), np.full(len(x), shift))
+        np.testing.assert_array_equal(got, np.array([expected], np.float32), err_msg=fmt.name)
+
+
 @settings(max_examples=300, deadline=None)
 @given(cases())
 def test_torch_ops_are_exact_or_refuse(case):
-    """Where both answer, the same bits (the ops may also answer where decode's unshifted value table leaves FP32)."""
+    """The same bits as encode / decode where both answer; where only the ops do (decode's unshifted value table
+    leaves FP32), the exact-arithmetic oracle's values."""
     got, expected = torch_ops(*case), encode_decode(*case)
     if got is not None and expected is not None:
         np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+    elif got is not None:
+        np.testing.assert_array_equal(got, fraction_reference(*case).astype(np.float32))

@@ -121,10 +121,16 @@ def quantize_dequantize_rows(
     """
     if x.dtype != np.float32 or x.ndim != 2 or not fmt.is_llm_fp4_family or fmt.mbits > 22:
         return None
-    shifts = np.zeros(x.shape[1], np.int64) if col_shift is None else col_shift.astype(np.int64)
+    shifts = np.zeros(x.shape[1], np.int64) if col_shift is None else np.asarray(col_shift).astype(np.int64)
+    if shifts.shape != (x.shape[1],):
+        raise ValueError(f"col_shift must have one shift per column, shape ({x.shape[1]},); got {shifts.shape}")
     lo, hi = (int(shifts.min()), int(shifts.max())) if shifts.size else (0, 0)
+    if lo < -SHIFT_LIMIT or hi > SHIFT_LIMIT:
+        raise ValueError(f"shift must lie in [-{SHIFT_LIMIT}, {SHIFT_LIMIT}], got [{lo}, {hi}]")
     _check_shift_exact(fmt, lo, hi)
     row_scale = np.ascontiguousarray(row_scale, dtype=np.float32).reshape(-1)
+    if row_scale.size not in (1, x.shape[0]) or not np.all(np.isfinite(row_scale) & (row_scale > 0)):
+        raise ValueError(f"row_scale must hold 1 or {x.shape[0]} finite scales > 0; got {row_scale.size} values")
     if fused_domain(fmt):
         up, down = (np.ldexp(np.float32(1), sign * shifts).astype(np.float32) for sign in (1, -1))
         min_normal = np.float32(2.0**fmt.lowest_exponent)

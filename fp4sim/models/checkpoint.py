@@ -22,11 +22,18 @@ def check_llama_dir(path: str | Path) -> dict[str, Any]:
     config_file = root / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{root} has no config.json; it is not a Hugging Face checkpoint directory")
-    config = json.loads(config_file.read_text())
+    try:
+        config = json.loads(config_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"{config_file} is not a readable JSON file: {err}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_file} does not hold a JSON object")
     model_type = config.get("model_type")
     if model_type not in LLAMA_MODEL_TYPES:
+        architectures = config.get("architectures")
+        names = ", ".join(map(str, architectures)) if isinstance(architectures, list) else ""
         raise ValueError(
-            f"{root} holds a {model_type!r} model ({', '.join(config.get('architectures', []))}); "
+            f"{root} holds a {model_type!r} model ({names}); "
             f"fp4sim quantizes LLaMA-family models (model_type {', '.join(LLAMA_MODEL_TYPES)})"
         )
     return config

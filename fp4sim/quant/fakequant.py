@@ -56,7 +56,11 @@ def round_to_format(y: torch.Tensor, fmt: Format, shift: torch.Tensor | None = N
         raise ValueError(
             f"{fmt.name} at these shifts has steps or values outside FP32's normal range; use fp4sim.encode"
         )
-    largest = float(fmt.max_value) * pow2(-shift)  # exact: every step is now an FP32 normal
+    # max = (2^(m+1) - 1) * 2^top_step: built from exact factors, never from max itself (FP32 may not hold it)
+    significand = (1 << (fmt.mbits + 1)) - 1
+    power = fmt.max_value / significand  # an exact power of two
+    top_step = power.numerator.bit_length() - power.denominator.bit_length()
+    largest = significand * pow2(top_step - shift)  # exact: an FP32 normal power of two times a 24-bit integer
     magnitude = torch.minimum(y.abs(), largest)  # clip before rounding: rounding then never overflows
     _, exponent = torch.frexp(magnitude)  # magnitude = f * 2^exponent, f in [0.5, 1); 0 for magnitude 0
     step_exponent = torch.maximum(exponent - 1, fmt.lowest_exponent - shift) - fmt.mbits

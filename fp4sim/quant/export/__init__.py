@@ -111,9 +111,13 @@ def load_quantized(
         model_config = AutoConfig.from_pretrained(root, local_files_only=True)
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(model_config)
+    tensors = _Reads(tensors)
     for name, entry in metadata["modules"].items():
         with _as_export_error(root, f"module {name}: "):
             KINDS[entry["kind"]].read(model, tensors, name, entry)
+    unread = [k for k in tensors if _is_export_tensor(k, metadata) and k not in tensors.read]
+    if unread:
+        raise ExportError(f"{tensor_file}: tensors the metadata does not account for: {', '.join(unread[:5])}")
     rest = {k: v for k, v in tensors.items() if not _is_export_tensor(k, metadata)}
     for key, value in rest.items():
         if value.dtype != torch.float32:
@@ -137,13 +141,29 @@ def _as_export_error(where: Path, prefix: str = "", third_party: bool = False) -
 
     `third_party`: transformers parses the files here and raises its own (and huggingface_hub's) error types.
     """
-    caught = Exception if third_party else (KeyError, AttributeError, TypeError, ValueError, RuntimeError, OSError)
+    caught = (
+        Exception
+        if third_party
+        else (KeyError, AttributeError, TypeError, ValueError, ArithmeticError, RuntimeError, OSError)
+    )
     try:
         yield
     except ExportError as err:
         raise ExportError(f"{where}: {prefix}{err}") from None
     except caught as err:
         raise ExportError(f"{where}: {prefix}{type(err).__name__}: {err}") from None
+
+
+class _Reads(dict):
+    """The export's tensors, remembering which ones the module readers took (the rest must not exist)."""
+
+    def __init__(self, tensors: dict) -> None:
+        super().__init__(tensors)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        self.read.add(key)
+        return super().__getitem__(key)
 
 
 def _is_export_tensor(key: str, metadata: dict) -> bool:

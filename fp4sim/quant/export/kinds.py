@@ -67,6 +67,8 @@ def read_linear(model: Any, tensors: Tensors, name: str, entry: dict) -> None:
     )
     if input_format is not None and int(folded.input_shift.max()) >= 1 << input_format.ebits:
         raise ExportError(f"{name}.input_shift exceeds the {input_format.ebits}-bit shift of {input_format.name}")
+    if input_format is None and (float(folded.input_scale) != 1 or bool(folded.input_shift.any())):
+        raise ExportError(f"{name} is weight-only, but {name}.input_scale / input_shift quantize its input")
     _replace(model, name, QuantizedLinear(folded))
 
 

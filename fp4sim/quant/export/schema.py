@@ -16,6 +16,7 @@ from ...codec import pack_fp4, unpack_fp4
 from ...codec.blockscaled import BlockFormat, get_block_format
 from ...formats import Format, llm_fp4_format
 from ...models.checkpoint import check_llama_dir
+from ..config import UNQUANTIZED, QuantConfig
 
 EXPORT_FORMAT = "fp4sim-llm-fp4"
 EXPORT_VERSION = 2  # 2 added the MXFP4 / NVFP4 module kinds; version 1 exports still load
@@ -40,7 +41,7 @@ def read_metadata(root: Path) -> dict:
         raise ExportError(f"{root} has no {METADATA_FILE}: it is not an fp4sim export (make one with fp4sim quantize)")
     try:
         metadata = json.loads(meta_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise ExportError(f"{meta_file} is corrupt: {err}") from None
     if not isinstance(metadata, dict) or metadata.get("format") != EXPORT_FORMAT:
         raise ExportError(f"{meta_file} does not describe an {EXPORT_FORMAT} export")
@@ -53,9 +54,10 @@ def read_metadata(root: Path) -> dict:
     kinds = MODULE_KINDS[version]
     if not isinstance(metadata.get("modules"), dict):
         raise ExportError(f"{meta_file} lists no modules: the export is incomplete")
-    for field, kind in (("tensors_sha256", str), ("source_model", str), ("quant_config", dict)):
+    for field, kind in (("tensors_sha256", str), ("files_sha256", dict), ("source_model", str), ("quant_config", dict)):
         if field in metadata and not isinstance(metadata[field], kind):
             raise ExportError(f"{meta_file}: {field} must be a {kind.__name__}, got {metadata[field]!r}")
+    weight_only = _weight_only(metadata)
     for name, entry in metadata["modules"].items():
         if not isinstance(entry, dict) or entry.get("kind") not in kinds:
             known = ", ".join(kinds)
@@ -65,11 +67,24 @@ def read_metadata(root: Path) -> dict:
                 raise ExportError(f"{meta_file}: modules.{name} lacks {field!r}")
             if not check(entry[field]):
                 raise ExportError(f"{meta_file}: modules.{name}.{field} is malformed: {entry[field]!r}")
+        if entry["kind"] in ("linear", "block_linear") and weight_only is not None:
+            if (entry["input_format"] is None) != weight_only:
+                wanted = "no input format (weight-only)" if weight_only else "an input format"
+                bits = metadata["quant_config"]["bits"]
+                raise ExportError(f"{meta_file}: modules.{name}.input_format: quant_config.bits {bits} needs {wanted}")
     try:
         check_llama_dir(root)
     except (OSError, ValueError) as err:
         raise ExportError(f"{root / 'config.json'}: {err}") from None
     return metadata
+
+
+def _weight_only(metadata: dict) -> bool | None:
+    """Whether the export's quant_config keeps activations in floating point; None when it cannot be read."""
+    try:
+        return QuantConfig(**metadata["quant_config"]).activation_bits == UNQUANTIZED
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _count(value: Any) -> bool:
@@ -143,7 +158,7 @@ def format_from_entry(entry: Any) -> Format:
     """The format a metadata entry describes, checked against the name it gives."""
     try:
         fmt = llm_fp4_format(int(entry["ebits"]), int(entry["mbits"]), int(entry["bias"]))
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, OverflowError) as err:
         raise ExportError(f"bad format entry {entry!r} in the export metadata: {err}") from None
     if fmt.name != entry.get("name"):
         raise ExportError(f"format entry {entry!r} names {entry.get('name')!r} but describes {fmt.name}")
