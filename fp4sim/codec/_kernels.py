@@ -271,7 +271,7 @@ def run_decode(codes, shifts, table, pow2, out) -> int:
 
 
 @cache
-def fake_quant_kernel(parallel: bool):
+def fake_quant_kernel(parallel: bool, negative_shifts: bool):
     """decode(encode(x)) fused for LLM-FP4 family formats over a float32 matrix.
 
     Row r has scale ``scale[r]`` (or one for all), column c the shift ``2**shift_c``
@@ -285,7 +285,9 @@ def fake_quant_kernel(parallel: bool):
     Returns how many elements it could not do exactly: NaN input, and products
     ``x / scale * 2**shift`` that FP32 cannot hold (a negative shift into its
     subnormal range, where a second rounding could land on a midpoint). The
-    caller discards the result when that count is not zero.
+    caller discards the result when that count is not zero. Without
+    `negative_shifts` no product can be inexact (a shift >= 0 only scales up;
+    an overflow saturates either way) and the test is compiled out.
     """
     int_one = np.int32(1)
 
@@ -301,8 +303,10 @@ def fake_quant_kernel(parallel: bool):
             for c in range(x.shape[1]):
                 quotient = np.float32(x[r, c] / scale)
                 y = quotient * up[c]
-                # y is exact iff scaling it back restores the quotient (an overflow to Inf saturates either way)
-                n_inexact += (y != y) | ((y * down[c] != quotient) & (abs(y) != np.inf))
+                if negative_shifts:  # y is exact iff scaling it back restores the quotient
+                    n_inexact += (y != y) | ((y * down[c] != quotient) & (abs(y) != np.inf))
+                else:
+                    n_inexact += y != y
                 mag = min(abs(y), max_value)
                 b = _float_bits(mag)
                 odd = ((b >> drop) & int_one) | implicit_odd

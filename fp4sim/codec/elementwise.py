@@ -136,7 +136,7 @@ def quantize_dequantize_rows(
         min_normal = np.float32(2.0**fmt.lowest_exponent)
         magic = np.float32(2.0 ** (fmt.lowest_exponent - fmt.mbits + 23))  # its ulp is the subnormal step
         out = np.empty_like(x)
-        kernel = kernels.fake_quant_kernel(x.size >= kernels.PARALLEL_MIN_SIZE)
+        kernel = kernels.fake_quant_kernel(x.size >= kernels.PARALLEL_MIN_SIZE, lo < 0)
         if not kernel(x, row_scale, up, down, fmt.mbits, min_normal, np.float32(fmt.max_value), magic, out):
             return out
     if np.isnan(x).any():
