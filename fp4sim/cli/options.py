@@ -6,15 +6,11 @@ import argparse
 from pathlib import Path
 
 from ..models import BATCH_SIZE
-from ..models.checkpoint import DEFAULT_MODEL
-
-DTYPES = ("float32", "float16", "bfloat16")
+from ..models.checkpoint import DEFAULT_MODEL, DTYPES
 
 
-def add_model(parser: argparse.ArgumentParser, *, help_extra: str = "") -> None:
-    parser.add_argument(
-        "--model", default=str(DEFAULT_MODEL), help=f"local checkpoint directory (default: bundled){help_extra}"
-    )
+def add_model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="local checkpoint directory (default: bundled)")
 
 
 def add_text(parser: argparse.ArgumentParser, *, required: bool = True, purpose: str = "") -> None:

@@ -11,7 +11,7 @@ from typing import Any
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "tiny-llama-shakespeare"  # bundled, in the source tree
 DEFAULT_CORPUS = DEFAULT_MODEL.parent / "shakespeare"  # its train.txt / valid.txt
 LLAMA_MODEL_TYPES = ("llama",)  # LLaMA 1/2/3, TinyLlama, Vicuna...: all transformers' LlamaForCausalLM
-_DTYPES = ("float32", "float16", "bfloat16")
+DTYPES = ("float32", "float16", "bfloat16")  # what a checkpoint loads as (--dtype)
 
 
 def check_llama_dir(path: str | Path) -> dict[str, Any]:
@@ -56,8 +56,8 @@ def load_llama(
     import torch
     from transformers import AutoModelForCausalLM
 
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     tokenizer = load_tokenizer(path)
     placement = {} if device_map is None else {"device_map": device_map, "offload_folder": offload_folder}
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype), **placement)
