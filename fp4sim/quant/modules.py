@@ -82,6 +82,18 @@ class SimulatedLinear(nn.Module):
             return self.simulate(x).to(x.device, x.dtype)
         return self.reference(x).to(x.dtype)
 
+    @property
+    def in_features(self) -> int:
+        return self.hardware.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.hardware.out_features
+
+    @property
+    def input_format(self) -> Any:
+        return self.hardware.input_format
+
     def extra_repr(self) -> str:
         act = self.input_format.name if self.input_format is not None else "float"
         return (
@@ -95,10 +107,16 @@ class QuantizedLinear(SimulatedLinear):
     def __init__(self, folded: FoldedLinear, backend: str = "torch", accum: str = "exact") -> None:
         super().__init__()
         self.folded = folded
-        self.in_features, self.out_features = folded.in_features, folded.out_features
-        self.weight_format, self.input_format = folded.weight_format, folded.input_format
         self.register_buffer("weight_values", code_values(folded.weight_format, folded.weight_codes), persistent=False)
         self.set_backend(backend, accum)
+
+    @property
+    def hardware(self) -> FoldedLinear:
+        return self.folded
+
+    @property
+    def weight_format(self) -> Any:
+        return self.folded.weight_format
 
     def check_simulable(self) -> None:
         self.folded.pe_config()  # raises for layers the array cannot run
@@ -118,10 +136,16 @@ class BlockQuantizedLinear(SimulatedLinear):
     def __init__(self, layer: BlockLinear, backend: str = "torch", accum: str = "exact") -> None:
         super().__init__()
         self.layer = layer
-        self.in_features, self.out_features = layer.in_features, layer.out_features
-        self.weight_format, self.input_format = layer.weight.fmt, layer.input_format
         self.register_buffer("weight_operand", blockquant.weight_operand(layer), persistent=False)
         self.set_backend(backend, accum)
+
+    @property
+    def hardware(self) -> BlockLinear:
+        return self.layer
+
+    @property
+    def weight_format(self) -> Any:
+        return self.layer.weight.fmt
 
     def check_simulable(self) -> None:
         if self.layer.input_format is None:
