@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ..quant.config import BIT_SETTINGS, METHODS, QuantConfig
+from ..quant.config import BIT_SETTINGS, METHODS, PAPER_EXACT, QuantConfig
 from . import options
 
 NAME = "quantize"
@@ -26,9 +26,10 @@ CONFIG_OPTIONS = {
     "grid_high": ("bias grid end (x b~init)", None),
     "grid_points": ("bias grid intervals", None),
     "rounds": ("search rounds", None),
-    "calib_samples": ("calibration windows", None),
+    "shortlist": ("bias candidates per choice scored exactly after a diagonal pre-score (0: all, the paper)", None),
+    "calib_samples": ("calibration windows (0: the method's own, 32 for the searches, 8 for minmax / nvfp4)", None),
     "calib_length": ("window tokens (capped at the model's context)", None),
-    "search_tokens": ("tokens scoring activation candidates (0: all)", None),
+    "search_tokens": ("tokens on which candidates are scored (0: all)", None),
     "quantize_attention": ("also quantize the inputs of Q K^T and P V (paper: off for LLaMA)", None),
     "seed": ("window sampling and token subsampling", None),
 }
@@ -45,8 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if isinstance(field.default, bool):
             parser.add_argument(flag, action="store_true", help=help_text)
         else:
-            help_text += f" (default: {field.default})"
-            parser.add_argument(flag, type=type(field.default), default=field.default, choices=choices, help=help_text)
+            default = 0 if field.default is None else field.default  # 0 stands for None on the command line
+            help_text += f" (default: {default})"
+            parser.add_argument(flag, type=type(default), default=default, choices=choices, help=help_text)
+    parser.add_argument(
+        "--paper-exact",
+        action="store_true",
+        help="the paper's search as written: every grid point scored exactly on all 32 x 2048 calibration tokens "
+        "(sets --shortlist 0 --search-tokens 0 --calib-samples 32; hours on a 100M-parameter model on a CPU)",
+    )
     parser.add_argument(
         "--device-map", help="accelerate device map for models larger than one device, e.g. auto (replaces --device)"
     )
@@ -56,9 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..quant.quantize import quantize_checkpoint
+    from ..quant.stages import StageTimes
 
     settings = {field.name: getattr(args, field.name) for field in fields(QuantConfig)}
-    config = QuantConfig(**{**settings, "search_tokens": args.search_tokens or None})
+    optional = {name: settings[name] or None for name in ("shortlist", "calib_samples", "search_tokens")}
+    config = QuantConfig(**{**settings, **optional, **(PAPER_EXACT if args.paper_exact else {})})
+    times = StageTimes()
     out = quantize_checkpoint(
         args.model,
         options.read_text(args.calib),
@@ -69,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         device_map=args.device_map,
         offload_folder=args.offload_folder,
+        times=times,
     )
-    print(f"quantized {args.model} ({config.method} {config.bits}) -> {out}")
+    print(f"quantized {args.model} ({config.method} {config.bits}) -> {out}\n{times.table()}")
     return 0

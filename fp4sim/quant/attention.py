@@ -49,7 +49,8 @@ class AttentionQuant(NamedTuple):
 class AttentionRecorder:
     """Operands seen by one attention module (query, key^T after repeat_kv, probabilities, value), first windows only.
 
-    max_batch bounds memory: the probabilities are (batch, heads, T, T).
+    max_batch bounds memory: the probabilities are (batch, heads, T, T). It
+    counts windows over all calls, so the model may run one window at a time.
     """
 
     max_batch: int
@@ -58,7 +59,9 @@ class AttentionRecorder:
     )
 
     def record(self, which: str, left: torch.Tensor, right: torch.Tensor) -> None:
-        self.operands[which].append((left[: self.max_batch].detach(), right[: self.max_batch].detach()))
+        room = self.max_batch - sum(a.shape[0] for a, _ in self.operands[which])
+        if room > 0:
+            self.operands[which].append((left[:room].detach(), right[:room].detach()))
 
     def stacked(self, which: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Both operands over every recorded call, batch and head dimensions flattened: (N, m, k), (N, k, n)."""

@@ -55,13 +55,16 @@ class BlockEmbeddingQuant:
     fmt: BlockFormat
 
 
-def calibrate_block_linear(x: torch.Tensor, config: QuantConfig) -> BlockLinearQuant:
-    """Round-to-nearest needs nothing from the data but NVFP4's activation tensor scale: amax(x) / 2688."""
+def calibrate_block_linear(channel_max: torch.Tensor | None, config: QuantConfig) -> BlockLinearQuant:
+    """Round-to-nearest needs nothing from the data but NVFP4's activation tensor scale: amax(x) / 2688.
+
+    channel_max: (in,) max |x| per input channel over the calibration tokens; None where not needed.
+    """
     fmt = get_block_format(config.method)
     quantize_input = config.activation_bits != UNQUANTIZED
     scale = 1.0
     if fmt.tensor_scale and quantize_input:
-        scale = float(nvfp4_tensor_scale(float(x.detach().abs().max())))
+        scale = float(nvfp4_tensor_scale(float(channel_max.max())))
     return BlockLinearQuant(fmt, quantize_input, scale)
 
 

@@ -11,6 +11,10 @@ BIT_SETTINGS = ("4/4/4", "4/4/8", "8/8/8", "6/6/6", "4/4/16")  # embedding / wei
 # MinMax FP's fixed format per width (the released code's --qbits exponent bits; OCP-style at 6 and 8 bits).
 MINMAX_FORMATS = {4: (2, 1), 6: (3, 2), 8: (4, 3)}
 UNQUANTIZED = 16  # activations at 16 bits stay in floating point
+SEARCH_SAMPLES = 32  # calibration windows of the searches (the paper's 32 x 2048 tokens)
+ROUND_TO_NEAREST_SAMPLES = 8  # minmax and NVFP4 read only activation maxima from them
+# The paper's search as written: every grid point scored exactly, on every calibration token.
+PAPER_EXACT = {"shortlist": None, "search_tokens": None, "calib_samples": SEARCH_SAMPLES}
 
 
 @dataclass(frozen=True)
@@ -24,10 +28,14 @@ class QuantConfig:
         bits: "E/W/A": embedding, weight and activation bits.
         grid_low, grid_high, grid_points: bias candidates b~init * linspace(grid_low, grid_high, grid_points + 1).
         rounds: search rounds (weight biases, activation bias, weight format, activation format).
+        shortlist: bias candidates per choice scored on the exact output error, the best by a diagonal
+            pre-score (search.py); None scores every grid point exactly (the paper).
         calib_samples, calib_length: random calibration windows of the calibration text;
-            calibrate.model_calibration_windows caps the length at the model's context.
-        search_tokens: calibration tokens on which activation candidates are scored (None: all of them);
-            attention operands are searched on the first search_tokens // window-length windows.
+            calibrate.model_calibration_windows caps the length at the model's context. calib_samples None:
+            the method's own (`windows`).
+        search_tokens: calibration tokens on which candidates are scored (None: all of them); the
+            biases' starting points always come from every token's maxima. Attention operands are
+            searched on the first search_tokens // window-length windows.
         quantize_attention: also quantize the inputs of Q K^T and P V at the activation bits, one scale per
             tensor (the paper does for BERT and ViT, not for LLaMA).
         seed: window sampling and token subsampling.
@@ -39,7 +47,8 @@ class QuantConfig:
     grid_high: float = 1.2
     grid_points: int = 100
     rounds: int = 3
-    calib_samples: int = 32
+    shortlist: int | None = 4
+    calib_samples: int | None = None
     calib_length: int = 2048
     search_tokens: int | None = 2048
     quantize_attention: bool = False
@@ -56,8 +65,10 @@ class QuantConfig:
             raise ValueError(f"{self.method} quantizes the linear layers and the embedding, not the attention matmuls")
         if not 0 < self.grid_low < self.grid_high or self.grid_points < 1 or self.rounds < 1:
             raise ValueError("need 0 < grid_low < grid_high, grid_points >= 1 and rounds >= 1")
-        if self.calib_samples < 1 or self.calib_length < 2:
+        if (self.calib_samples is not None and self.calib_samples < 1) or self.calib_length < 2:
             raise ValueError("need calib_samples >= 1 and calib_length >= 2")
+        if self.shortlist is not None and self.shortlist < 1:
+            raise ValueError("shortlist must be positive (or None to score every candidate exactly)")
         if self.search_tokens is not None and self.search_tokens < 1:
             raise ValueError("search_tokens must be positive (or None for all calibration tokens)")
         if self.quantize_attention and self.activation_bits == UNQUANTIZED:
@@ -67,6 +78,27 @@ class QuantConfig:
     def is_block(self) -> bool:
         """Whether the method is a block-scaled format (MXFP4 / NVFP4) rather than LLM-FP4's."""
         return self.method in BLOCK_METHODS
+
+    @property
+    def is_search(self) -> bool:
+        """Whether the method searches formats and biases on the data (fpq, fpq-baseline)."""
+        return self.method in ("fpq", "fpq-baseline")
+
+    @property
+    def needs_data(self) -> bool:
+        """Whether calibration reads anything from the text: searches do; round to nearest only for activations,
+        and MXFP4 not even then (its block scales come from each block as it streams)."""
+        quantized_input = self.activation_bits != UNQUANTIZED
+        return self.is_search or (quantized_input and self.method != "mxfp4")
+
+    @property
+    def windows(self) -> int:
+        """Calibration windows: calib_samples, else what the method needs (0 when it reads no data)."""
+        if not self.needs_data:
+            return 0
+        if self.calib_samples is not None:
+            return self.calib_samples
+        return SEARCH_SAMPLES if self.is_search else ROUND_TO_NEAREST_SAMPLES
 
     @property
     def embedding_bits(self) -> int:

@@ -9,6 +9,7 @@ from ..models.perplexity import tokenize_text
 from .calibrate import calibrate_model, model_calibration_windows
 from .config import QuantConfig
 from .export import check_target, export_quantized
+from .stages import StageTimes
 
 
 def quantize_checkpoint(
@@ -23,18 +24,23 @@ def quantize_checkpoint(
     device_map: str | dict | None = None,
     offload_folder: str | Path | None = None,
     progress: bool = True,
+    times: StageTimes | None = None,
 ) -> Path:
     """Calibrate a local LLaMA-family checkpoint on `calib_text` and write the hardware export to `out`.
 
     The checkpoint, the target and the calibration text are checked before the
     model loads; the export appears whole or not at all. `device_map` and
     `offload_folder` go to accelerate (load_llama) for models larger than one device.
+    `times` receives the wall time of each stage (load, forward passes, searches, export).
     """
+    times = times or StageTimes()
     context = check_llama_dir(model_path).get("max_position_embeddings", config.calib_length)
     check_target(Path(out), overwrite)
     windows = model_calibration_windows(context, tokenize_text(load_tokenizer(model_path), calib_text), config)
-    model, tokenizer = load_llama(
-        model_path, dtype=dtype, device=device, device_map=device_map, offload_folder=offload_folder
-    )
-    params = calibrate_model(model, windows, config, progress=progress)
-    return export_quantized(model, tokenizer, params, config, out, source=str(model_path), overwrite=overwrite)
+    with times("load"):
+        model, tokenizer = load_llama(
+            model_path, dtype=dtype, device=device, device_map=device_map, offload_folder=offload_folder
+        )
+    params = calibrate_model(model, windows, config, progress=progress, times=times)
+    with times("export"):
+        return export_quantized(model, tokenizer, params, config, out, source=str(model_path), overwrite=overwrite)

@@ -6,10 +6,18 @@ per tensor (baseline) or, for FPQ, a per-channel bias b~_j split into a
 searched real part rho and an integer part b_j^ori = clamp(round(b~_j - rho),
 0, 2^e - 1) that becomes the hardware's exponent shift. Biases are carried as
 FP32 scales (fakequant.py); candidates are b~init * linspace(low, high, n + 1).
+
+The bias candidates of one choice (a weight row's, or the activation
+tensor's) are scored in two stages when QuantConfig.shortlist is set: a
+diagonal pre-score (the output error without the off-diagonal terms of its
+quadratic form, O(size) per candidate) on a coarse-to-fine walk of the grid,
+then the exact output error on the `shortlist` best. With shortlist None every
+grid point gets the exact error, as the paper does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -18,6 +26,8 @@ import torch.nn.functional as F
 from ..formats import Format, llm_fp4_format
 from .config import MINMAX_FORMATS, UNQUANTIZED, QuantConfig
 from .fakequant import bias_to_scale, fake_quantize, format_candidates, max_to_scale
+
+COARSE_STRIDE = 5  # grid points between the pre-score's first-pass candidates
 
 
 class TensorQuant(NamedTuple):
@@ -35,6 +45,31 @@ class TensorQuant(NamedTuple):
 class LinearQuant(NamedTuple):
     weight: TensorQuant  # per output channel
     activation: TensorQuant | None  # None: activations stay in floating point
+
+
+class LinearInputs(NamedTuple):
+    """What the search reads of one linear layer's inputs over the calibration tokens.
+
+    channel_max: (in,) float32, max |x| per input channel over every calibration token (the biases' b~init).
+    sample: (tokens, in) float32, the search tokens on which candidates are scored.
+    """
+
+    channel_max: torch.Tensor
+    sample: torch.Tensor
+
+    @classmethod
+    def of(cls, x: torch.Tensor, config: QuantConfig) -> LinearInputs:
+        """From every calibration token's input x (tokens, in): its maxima and config's search sample."""
+        x = x.float()
+        return cls(x.abs().amax(0), x[search_rows(x.shape[0], config)])
+
+
+def search_rows(tokens: int, config: QuantConfig) -> torch.Tensor:
+    """Indices (sorted) of the config's search tokens among `tokens` calibration tokens: seeded, all if fewer."""
+    if config.search_tokens is None or tokens <= config.search_tokens:
+        return torch.arange(tokens)
+    generator = torch.Generator().manual_seed(config.seed)
+    return torch.randperm(tokens, generator=generator)[: config.search_tokens].sort().values
 
 
 def paper_bias(maxval: torch.Tensor, fmt: Format) -> torch.Tensor:
@@ -56,42 +91,110 @@ def minmax_format(bits: int) -> Format:
     return llm_fp4_format(*MINMAX_FORMATS[bits])
 
 
+def shortlist_grid(prescore: Callable[[torch.Tensor], torch.Tensor], rows: int, size: int, keep: int) -> torch.Tensor:
+    """The `keep` grid indices per row with the lowest pre-score, (keep, rows), ascending along the first axis.
+
+    prescore(index) scores grid point index[r] for each row r, (rows,) -> (rows,).
+    First every COARSE_STRIDE-th point (and the last), then the points between
+    a row's best coarse point and its coarse neighbours; the shortlist comes
+    from every point scored. A shortlist as long as the grid is the whole grid.
+    """
+    if keep >= size:
+        return torch.arange(size)[:, None].expand(size, rows)
+    coarse = sorted({*range(0, size, COARSE_STRIDE), size - 1})
+    offsets = [o for o in range(1 - COARSE_STRIDE, COARSE_STRIDE) if o]
+    if len(coarse) + len(offsets) >= size:  # a short grid: every point costs no more
+        coarse, offsets = list(range(size)), []
+    indices = [torch.full((rows,), i, dtype=torch.long) for i in coarse]
+    values = [prescore(index) for index in indices]
+    best = torch.as_tensor(coarse)[torch.stack(values).argmin(0)]
+    for offset in offsets:
+        index = (best + offset).clamp(0, size - 1)
+        indices.append(index)
+        values.append(prescore(index))
+    indices, values = torch.stack(indices), torch.stack(values)
+    # a point scored twice (clamped, or coarse) must not take two places: push repeats to the back
+    order = indices.sort(dim=0, stable=True)
+    repeat = torch.zeros_like(order.values, dtype=torch.bool)
+    repeat[1:] = order.values[1:] == order.values[:-1]
+    ranked = torch.where(repeat, torch.inf, values.gather(0, order.indices))
+    chosen = order.values.gather(0, ranked.topk(keep, 0, largest=False).indices)
+    return chosen.sort(0).values
+
+
 class OutputError:
-    """Per-output-channel ||X w_k - Xq q_k||^2 from Gram matrices: exact for all calibration tokens at once."""
+    """Per-output-channel e_k(q) = ||X w_k - Xq q_k||^2 - ||D w_k||^2 over the search tokens, float64.
+
+    Written in the weight error r = q - w_k with D = Xq - X (the input quantizer's error):
+    ||X w_k - Xq q_k||^2 = r^T (Xq^T Xq) r + 2 r^T Xq^T D w_k + ||D w_k||^2. The last term
+    is left out: no weight choice changes it. Every term kept is of the error's own size
+    (no cancellation against ||X w_k||^2).
+    """
 
     def __init__(self, x: torch.Tensor, xq: torch.Tensor, weight: torch.Tensor) -> None:
-        x64, xq64, w64 = x.double(), xq.double(), weight.double()
-        gram_qx = xq64.T @ x64
-        self.gram_qq = xq64.T @ xq64
-        self.cross = w64 @ gram_qx.T  # row k: Xq^T X w_k
-        self.const = ((w64 @ (x64.T @ x64)) * w64).sum(1)
+        xq64 = xq.double()
+        self.weight = weight.double()
+        self.gram = xq64.T @ xq64
+        self.cross = self.weight @ ((xq64 - x.double()).T @ xq64)  # row k: (Xq^T D w_k)^T
+        self.diagonal = self.gram.diagonal().float()
+        self.cross32 = self.cross.float()
 
     def __call__(self, q: torch.Tensor) -> torch.Tensor:
-        q64 = q.double()
-        return self.const - 2 * (q64 * self.cross).sum(1) + ((q64 @ self.gram_qq) * q64).sum(1)
+        r = q.double() - self.weight
+        return ((r @ self.gram) * r).sum(1) + 2 * (r * self.cross).sum(1)
+
+    def prescore(self, q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """e_k without the Gram matrix's off-diagonal terms, float32 (a ranking only)."""
+        r = q - weight
+        return (r * (r * self.diagonal + 2 * self.cross32)).sum(1)
 
 
-def search_weight(weight: torch.Tensor, fmt: Format, error: OutputError | None, grid: torch.Tensor) -> TensorQuant:
-    """Per-output-channel scales minimising each channel's output error (or its own MSE when error is None)."""
+def search_weight(
+    weight: torch.Tensor, fmt: Format, error: OutputError | None, grid: torch.Tensor, shortlist: int | None = None
+) -> TensorQuant:
+    """Per-output-channel scales minimising each channel's output error (or its own MSE when error is None).
+
+    Ties go to the earlier grid point. With `shortlist`, only each row's
+    shortlist best pre-scored points get the exact error (module docstring).
+    """
     base = paper_bias(weight.abs().amax(1), fmt)
-    best_err = torch.full((weight.shape[0],), float("inf"), dtype=torch.float64)
-    best_scale = torch.ones(weight.shape[0], dtype=torch.float32)
-    for factor in grid:
-        scale = bias_to_scale(base * factor, fmt)
-        q = fake_quantize(weight, fmt, scale[:, None])
-        err = error(q) if error is not None else ((q.double() - weight.double()) ** 2).sum(1)
+    scales = torch.stack([bias_to_scale(base * factor, fmt) for factor in grid])  # (grid, out)
+    rows = torch.arange(weight.shape[0])
+
+    def quantized(index: torch.Tensor) -> torch.Tensor:
+        return fake_quantize(weight, fmt, scales[index, rows][:, None])
+
+    if error is None:
+        exact = lambda q: ((q.double() - weight.double()) ** 2).sum(1)  # noqa: E731
+        candidates = torch.arange(len(grid))[:, None].expand(-1, len(rows))
+    else:
+        exact = error
+        if shortlist is None:
+            candidates = torch.arange(len(grid))[:, None].expand(-1, len(rows))
+        else:
+            candidates = shortlist_grid(
+                lambda index: error.prescore(quantized(index), weight), len(rows), len(grid), shortlist
+            )
+    best_err = torch.full((len(rows),), float("inf"), dtype=torch.float64)
+    best_scale = torch.ones(len(rows), dtype=torch.float32)
+    for index in candidates:
+        err = exact(quantized(index))
         better = err < best_err
         best_err = torch.where(better, err, best_err)
-        best_scale = torch.where(better, scale, best_scale)
+        best_scale = torch.where(better, scales[index, rows], best_scale)
     return TensorQuant(fmt, best_scale)
 
 
-def activation_candidates(x: torch.Tensor, fmt: Format, grid: torch.Tensor, per_channel: bool) -> list[TensorQuant]:
-    """Baseline: one scale from max|X| times the grid. FPQ: per-channel b~_j fixed, rho = min_j b~_j times the grid."""
+def activation_candidates(channel_max: torch.Tensor, fmt: Format, grid: torch.Tensor, per_channel: bool):
+    """Candidates from the inputs' max |x| per channel (in,) (or one maximum).
+
+    Baseline: one scale from max|X| times the grid. FPQ: per-channel b~_j fixed, rho = min_j b~_j times the grid.
+    Returns a list of TensorQuant, one per grid point.
+    """
     if not per_channel:
-        base = paper_bias(x.abs().amax(), fmt)
+        base = paper_bias(channel_max.amax(), fmt)
         return [TensorQuant(fmt, bias_to_scale(base * factor, fmt)) for factor in grid]
-    channel_bias = paper_bias(x.abs().amax(0), fmt)
+    channel_bias = paper_bias(channel_max, fmt)
     rho0 = channel_bias.min()
     candidates = []
     for factor in grid:
@@ -110,14 +213,16 @@ class ActivationError:
     sum of squares is torch's cascaded float32 sum.
     """
 
-    def __init__(self, y: torch.Tensor, weight_q: torch.Tensor) -> None:
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, weight_q: torch.Tensor) -> None:
         self.weight_q = weight_q
+        self.x = x
         self.y = y
         self.gram = None
         if weight_q.shape[0] > weight_q.shape[1]:
             self.gram = weight_q.T @ weight_q
             self.y_w = y @ weight_q
             self.const = y.square().sum(dtype=torch.float64)
+        self.column_norms = weight_q.square().sum(0)
 
     def __call__(self, xq: torch.Tensor) -> float:
         if self.gram is None:
@@ -125,35 +230,50 @@ class ActivationError:
         quadratic = ((xq @ self.gram) * xq).sum(dtype=torch.float64)
         return (self.const - 2 * (xq * self.y_w).sum(dtype=torch.float64) + quadratic).item()
 
+    def prescore(self, xq: torch.Tensor) -> float:
+        """||(Xq - X) Wq^T||^2 without Wq^T Wq's off-diagonal terms: the input error weighted by
+        each channel's squared weight norm (a ranking only)."""
+        d = xq - self.x
+        return (d.square() * self.column_norms).sum(dtype=torch.float64).item()
 
-def calibrate_linear(weight: torch.Tensor, x: torch.Tensor, config: QuantConfig) -> LinearQuant:
-    """Quantization of one linear layer from its full-precision weight and calibration inputs x (T, in).
+
+def best_activation(candidates: list[TensorQuant], error: ActivationError, sample: torch.Tensor, shortlist: int | None):
+    """The candidate with the least error on `sample` (the earlier on ties); shortlisted by pre-score if asked."""
+    if shortlist is not None:
+        scores = lambda index: torch.tensor([error.prescore(candidates[int(index)].apply(sample))])  # noqa: E731
+        order = shortlist_grid(scores, 1, len(candidates), shortlist)[:, 0].tolist()
+        candidates = [candidates[i] for i in order]
+    return min(candidates, key=lambda a: error(a.apply(sample)))
+
+
+def calibrate_linear(weight: torch.Tensor, inputs: LinearInputs | None, config: QuantConfig) -> LinearQuant:
+    """Quantization of one linear layer from its full-precision weight (out, in) and its calibration inputs.
 
     Each round searches the weight biases (every format), the activation bias
     (every format), then the weight format and the activation format. A round
     that changes nothing ends the search: the next one would repeat it exactly.
+    inputs may be None where config.needs_data is False (weight-only MinMax).
     """
     w_bits, a_bits = config.weight_bits, config.activation_bits
     quantize_act = a_bits != UNQUANTIZED
     weight = weight.float()
-    x = x.float()
     if config.method == "minmax":
         w_fmt = minmax_format(w_bits)
         w = TensorQuant(w_fmt, max_to_scale(weight.abs().amax(1), w_fmt))
         if not quantize_act:
             return LinearQuant(w, None)
         a_fmt = minmax_format(a_bits)
-        return LinearQuant(w, TensorQuant(a_fmt, max_to_scale(x.abs().amax(), a_fmt)))
+        return LinearQuant(w, TensorQuant(a_fmt, max_to_scale(inputs.channel_max.float().amax(), a_fmt)))
+    channel_max, x = inputs.channel_max.float(), inputs.sample.float()
     grid = bias_grid(config)
-    sample = _search_sample(x, config)
-    y_sample = F.linear(sample, weight)
+    y = F.linear(x, weight)
     w_formats = formats_for(w_bits)
     a_formats = formats_for(a_bits) if quantize_act else []
     per_channel = config.method == "fpq"
     # Initial state: the MinMax formats, biases from the maxima (as the released code starts).
     best_w = {f: TensorQuant(f, max_to_scale(weight.abs().amax(1), f)) for f in w_formats}
     unit = torch.ones(1, dtype=torch.float64)
-    best_a = {f: activation_candidates(x, f, unit, per_channel)[0] for f in a_formats}
+    best_a = {f: activation_candidates(channel_max, f, unit, per_channel)[0] for f in a_formats}
     w_choice = minmax_format(w_bits)
     a_choice = minmax_format(a_bits) if quantize_act else None
 
@@ -165,15 +285,16 @@ def calibrate_linear(weight: torch.Tensor, x: torch.Tensor, config: QuantConfig)
         before = _search_state(best_w, best_a, w_choice, a_choice)
         error = output_error()
         for f in w_formats:
-            best_w[f] = search_weight(weight, f, error, grid)
-        act_error = ActivationError(y_sample, best_w[w_choice].apply(weight, channel_axis=0))
+            best_w[f] = search_weight(weight, f, error, grid, config.shortlist)
+        act_error = ActivationError(x, y, best_w[w_choice].apply(weight, channel_axis=0))
         for f in a_formats:
-            best_a[f] = min(activation_candidates(x, f, grid, per_channel), key=lambda a: act_error(a.apply(sample)))
+            candidates = activation_candidates(channel_max, f, grid, per_channel)
+            best_a[f] = best_activation(candidates, act_error, x, config.shortlist)
         error = output_error()
         w_choice = min(w_formats, key=lambda f: error(best_w[f].apply(weight, channel_axis=0)).sum().item())
         if quantize_act:
-            act_error = ActivationError(y_sample, best_w[w_choice].apply(weight, channel_axis=0))
-            a_choice = min(a_formats, key=lambda f: act_error(best_a[f].apply(sample)))
+            act_error = ActivationError(x, y, best_w[w_choice].apply(weight, channel_axis=0))
+            a_choice = min(a_formats, key=lambda f: act_error(best_a[f].apply(x)))
         if _search_state(best_w, best_a, w_choice, a_choice) == before:
             break
     return LinearQuant(best_w[w_choice], best_a.get(a_choice) if quantize_act else None)
@@ -205,7 +326,8 @@ def calibrate_matmul(left: torch.Tensor, right: torch.Tensor, config: QuantConfi
         before = list(current)
         for index, side in enumerate((left, right)):
             other = current[1 - index].apply((right, left)[index])
-            candidates = [c for f in formats for c in activation_candidates(side, f, grid, per_channel=False)]
+            peak = side.abs().amax()
+            candidates = [c for f in formats for c in activation_candidates(peak, f, grid, per_channel=False)]
             errors = [_matmul_error(c.apply(side), other, index == 0, exact) for c in candidates]
             current[index] = candidates[errors.index(min(errors))]
         if all(a.fmt == b.fmt and torch.equal(a.scale, b.scale) for a, b in zip(before, current, strict=True)):
@@ -227,10 +349,3 @@ def calibrate_embedding(weight: torch.Tensor, config: QuantConfig) -> TensorQuan
     grid = bias_grid(config)
     options = [search_weight(weight.float(), f, None, grid) for f in formats_for(bits)]
     return min(options, key=lambda t: ((t.apply(weight.float(), 0) - weight.float()) ** 2).sum().item())
-
-
-def _search_sample(x: torch.Tensor, config: QuantConfig) -> torch.Tensor:
-    if config.search_tokens is None or x.shape[0] <= config.search_tokens:
-        return x
-    generator = torch.Generator().manual_seed(config.seed)
-    return x[torch.randperm(x.shape[0], generator=generator)[: config.search_tokens].sort().values]

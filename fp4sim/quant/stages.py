@@ -1,0 +1,36 @@
+"""Where a long run's time goes: wall seconds per named stage, and the process's peak memory."""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class StageTimes:
+    """Accumulates wall time per stage; ``with times("search"):`` adds the block's seconds to "search"."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+    def table(self) -> str:
+        """A Markdown table: each stage's seconds and share of the total, then the peak resident memory."""
+        total = sum(self.seconds.values())
+        lines = ["| stage | seconds | share |", "|---|---|---|"]
+        lines += [f"| {k} | {v:.1f} | {v / total:.0%} |" for k, v in self.seconds.items()] if total else []
+        lines.append(f"| total | {total:.1f} | |")
+        return "\n".join(lines) + f"\npeak resident memory: {peak_rss_bytes() / 2**30:.2f} GiB"
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident set size so far (Linux: ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
