@@ -15,6 +15,7 @@ from fp4sim.quant.config import PAPER_EXACT, QuantConfig
 from fp4sim.quant.fakequant import bias_to_scale, fake_quantize, max_to_scale
 from fp4sim.quant.modules import FakeQuantLinear, apply_fake_quant
 from fp4sim.quant.search import (
+    ActivationError,
     LinearInputs,
     LinearQuant,
     OutputError,
@@ -263,3 +264,16 @@ def test_fake_quant_model_computes_quantized_linears() -> None:
 def test_bad_configs(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         QuantConfig(**kwargs)
+
+
+@pytest.mark.parametrize(("d_in", "d_out"), [(32, 24), (16, 48)])
+def test_activation_error_ranks_inputs_as_the_direct_output_error(d_in: int, d_out: int) -> None:
+    """Narrow layers: the output error itself; wide ones: the same less ||Y||^2, which no candidate changes."""
+    x, w = _data(seed=5, tokens=256, d_in=d_in, d_out=d_out)
+    wq = fake_quantize(w, E2M1, w.abs().amax(1, keepdim=True) / 6)
+    error = ActivationError(x, w, wq)
+    candidates = [fake_quantize(x, E2M1, torch.tensor(s)) for s in (0.3, 0.5, 1.0)]
+    direct = [((x.double() @ w.double().T - xq.double() @ wq.double().T) ** 2).sum().item() for xq in candidates]
+    offset = 0.0 if d_out <= d_in else ((x.double() @ w.double().T) ** 2).sum().item()
+    for xq, expected in zip(candidates, direct, strict=True):
+        assert error(xq) + offset == pytest.approx(expected, rel=1e-5)

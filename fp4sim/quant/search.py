@@ -164,17 +164,17 @@ def search_weight(
     def quantized(index: torch.Tensor) -> torch.Tensor:
         return fake_quantize(weight, fmt, scales[index, rows][:, None])
 
-    if error is None:
-        exact = lambda q: ((q.double() - weight.double()) ** 2).sum(1)  # noqa: E731
-        candidates = torch.arange(len(grid))[:, None].expand(-1, len(rows))
+    if error is None:  # the row's own MSE: cheap enough to be its own pre-score
+        exact = lambda q: (q - weight).square().sum(1, dtype=torch.float64)  # noqa: E731
+        prescore = lambda index: exact(quantized(index))  # noqa: E731
+        shortlist = None if shortlist is None else 1
     else:
         exact = error
-        if shortlist is None:
-            candidates = torch.arange(len(grid))[:, None].expand(-1, len(rows))
-        else:
-            candidates = shortlist_grid(
-                lambda index: error.prescore(quantized(index), weight), len(rows), len(grid), shortlist
-            )
+        prescore = lambda index: error.prescore(quantized(index), weight)  # noqa: E731
+    if shortlist is None:
+        candidates = torch.arange(len(grid))[:, None].expand(-1, len(rows))
+    else:
+        candidates = shortlist_grid(prescore, len(rows), len(grid), shortlist)
     best_err = torch.full((len(rows),), float("inf"), dtype=torch.float64)
     best_scale = torch.ones(len(rows), dtype=torch.float32)
     for index in candidates:
@@ -205,30 +205,31 @@ def activation_candidates(channel_max: torch.Tensor, fmt: Format, grid: torch.Te
 
 
 class ActivationError:
-    """||Y - Xq Wq^T||^2 over the search tokens for candidate quantized inputs Xq, Y the full-precision output.
+    """||Y - Xq Wq^T||^2 over the search tokens x (T, in) for candidate quantized inputs Xq, Y = x W^T.
 
     When the layer is wider out than in (lm_head, gate/up) it is evaluated as
-    ||Y||^2 - 2 <Xq, Y Wq> + <Xq Wq^T Wq, Xq>: a (T, in) x (in, in) product per
-    candidate instead of (T, in) x (in, out), its sums in float64 (the terms cancel); the direct form's
-    sum of squares is torch's cascaded float32 sum.
+    -2 <Xq, x W^T Wq> + <Xq Wq^T Wq, Xq>, i.e. less ||Y||^2, which no candidate
+    changes: (T, in) x (in, in) products, never the (T, out) output, its sums in
+    float64 (the terms cancel). The direct form's sum of squares is torch's
+    cascaded float32 sum.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, weight_q: torch.Tensor) -> None:
+    def __init__(self, x: torch.Tensor, weight: torch.Tensor, weight_q: torch.Tensor) -> None:
         self.weight_q = weight_q
         self.x = x
-        self.y = y
         self.gram = None
         if weight_q.shape[0] > weight_q.shape[1]:
             self.gram = weight_q.T @ weight_q
-            self.y_w = y @ weight_q
-            self.const = y.square().sum(dtype=torch.float64)
+            self.y_w = x @ (weight.T @ weight_q)
+        else:
+            self.y = F.linear(x, weight)
         self.column_norms = weight_q.square().sum(0)
 
     def __call__(self, xq: torch.Tensor) -> float:
         if self.gram is None:
             return F.mse_loss(F.linear(xq, self.weight_q), self.y, reduction="sum").item()
         quadratic = ((xq @ self.gram) * xq).sum(dtype=torch.float64)
-        return (self.const - 2 * (xq * self.y_w).sum(dtype=torch.float64) + quadratic).item()
+        return (quadratic - 2 * (xq * self.y_w).sum(dtype=torch.float64)).item()
 
     def prescore(self, xq: torch.Tensor) -> float:
         """||(Xq - X) Wq^T||^2 without Wq^T Wq's off-diagonal terms: the input error weighted by
@@ -266,7 +267,6 @@ def calibrate_linear(weight: torch.Tensor, inputs: LinearInputs | None, config: 
         return LinearQuant(w, TensorQuant(a_fmt, max_to_scale(inputs.channel_max.float().amax(), a_fmt)))
     channel_max, x = inputs.channel_max.float(), inputs.sample.float()
     grid = bias_grid(config)
-    y = F.linear(x, weight)
     w_formats = formats_for(w_bits)
     a_formats = formats_for(a_bits) if quantize_act else []
     per_channel = config.method == "fpq"
@@ -286,14 +286,14 @@ def calibrate_linear(weight: torch.Tensor, inputs: LinearInputs | None, config: 
         error = output_error()
         for f in w_formats:
             best_w[f] = search_weight(weight, f, error, grid, config.shortlist)
-        act_error = ActivationError(x, y, best_w[w_choice].apply(weight, channel_axis=0))
+        act_error = ActivationError(x, weight, best_w[w_choice].apply(weight, channel_axis=0))
         for f in a_formats:
             candidates = activation_candidates(channel_max, f, grid, per_channel)
             best_a[f] = best_activation(candidates, act_error, x, config.shortlist)
         error = output_error()
         w_choice = min(w_formats, key=lambda f: error(best_w[f].apply(weight, channel_axis=0)).sum().item())
         if quantize_act:
-            act_error = ActivationError(x, y, best_w[w_choice].apply(weight, channel_axis=0))
+            act_error = ActivationError(x, weight, best_w[w_choice].apply(weight, channel_axis=0))
             a_choice = min(a_formats, key=lambda f: act_error(best_a[f].apply(x)))
         if _search_state(best_w, best_a, w_choice, a_choice) == before:
             break
@@ -341,11 +341,14 @@ def _matmul_error(quantized: torch.Tensor, other: torch.Tensor, on_left: bool, e
 
 
 def calibrate_embedding(weight: torch.Tensor, config: QuantConfig) -> TensorQuant:
-    """Per-row (vocabulary entry) scales minimising each row's MSE; format by total MSE (MinMax: fixed)."""
+    """Per-row (vocabulary entry) scales minimising each row's MSE; format by total MSE (MinMax: fixed).
+
+    With a shortlist the grid is walked coarse to fine on the MSE itself (shortlist_grid).
+    """
     bits = config.embedding_bits
     if config.method == "minmax":
         fmt = minmax_format(bits)
         return TensorQuant(fmt, max_to_scale(weight.abs().amax(1), fmt))
     grid = bias_grid(config)
-    options = [search_weight(weight.float(), f, None, grid) for f in formats_for(bits)]
+    options = [search_weight(weight.float(), f, None, grid, config.shortlist) for f in formats_for(bits)]
     return min(options, key=lambda t: ((t.apply(weight.float(), 0) - weight.float()) ** 2).sum().item())
