@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, LlamaForCausalLM
 import fp4sim
 from fp4sim import get_format
 from fp4sim.cli import main
-from fp4sim.models.checkpoint import DEFAULT_MODEL, load_llama
+from fp4sim.models.checkpoint import DEFAULT_MODEL, load_causal_lm
 from fp4sim.quant.calibrate import calibrate_model, calibration_windows
 from fp4sim.quant.config import QuantConfig
 from fp4sim.quant.export import (
@@ -268,7 +268,7 @@ def test_cli_quantize_and_eval(checkpoint: Path, tmp_path: Path, capsys: pytest.
         ({"--model": "missing-dir"}, "not a directory"),
         ({"--calib": "missing.txt"}, "does not exist"),
         ({"--calib": "short.txt"}, "calibration text has"),
-        ({"--model": "foreign"}, "LLaMA-family"),
+        ({"--model": "foreign"}, "LLaMA-shaped decoders"),
     ],
 )
 def test_cli_quantize_bad_input_writes_nothing(
@@ -337,7 +337,7 @@ def test_a_disk_offloaded_model_exports_the_same_bits(checkpoint: Path, tmp_path
         offload_folder=tmp_path / "offload",
         progress=False,
     )
-    model, _ = load_llama(checkpoint, device_map={"": "disk"}, offload_folder=tmp_path / "offload")
+    model, _ = load_causal_lm(checkpoint, device_map={"": "disk"}, offload_folder=tmp_path / "offload")
     assert model.model.layers[0].self_attn.q_proj.weight.is_meta  # the weights really live on disk
     expected, got = load_file(in_memory / TENSORS_FILE), load_file(offloaded / TENSORS_FILE)
     assert expected.keys() == got.keys()

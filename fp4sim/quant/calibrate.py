@@ -1,7 +1,9 @@
-"""Layer-by-layer calibration of a LLaMA model with cached inputs (docs/quantization.md).
+"""Layer-by-layer calibration of a LLaMA-shaped model with cached inputs (docs/quantization.md).
 
-The model runs once up to the first decoder layer; after that each layer
-runs once on the cached full-precision hidden states: hooks collect the
+The model runs once with stand-ins for its decoder layers, which keep the
+first layer's hidden states and every layer's own keyword arguments (its
+attention mask, full or sliding window by layer type; the rotary tables).
+After that each layer runs once on the cached full-precision hidden states: hooks collect the
 inputs of its seven linear layers, those are calibrated, and the layer's
 full-precision output becomes the next layer's input. Cost grows linearly
 with depth; memory holds one layer's activations beyond the model.
@@ -34,7 +36,21 @@ LAYER_LINEARS = (
 
 
 class _StopForward(Exception):
-    """Raised by the hook that captures the first decoder layer's inputs."""
+    """Raised by the last stand-in layer: the norm and lm_head need not run."""
+
+
+class _LayerInputs(nn.Module):
+    """Stands in for one decoder layer: keeps its hidden states and keyword arguments, passes the hidden states on."""
+
+    def __init__(self, captured: list[tuple[torch.Tensor, dict]], last: bool) -> None:
+        super().__init__()
+        self.captured, self.last = captured, last
+
+    def forward(self, hidden: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        self.captured.append((hidden, kwargs))
+        if self.last:
+            raise _StopForward
+        return hidden
 
 
 def calibration_windows(ids: torch.Tensor, samples: int, length: int, seed: int) -> torch.Tensor:
@@ -67,10 +83,10 @@ def calibrate_model(model: Any, windows: torch.Tensor, config: QuantConfig, prog
     if config.quantize_attention:
         use_fp4sim_attention(model)
     try:
-        hidden, layer_kwargs = _first_layer_inputs(model, windows.to(input_device(model)))
+        hidden, every_kwargs = layer_inputs(model, windows.to(input_device(model)))
         results: dict[str, LinearQuant | TensorQuant | AttentionQuant | BlockLinearQuant | BlockEmbeddingQuant] = {}
         layers = tqdm(decoder.layers, desc=f"calibrating ({config.method} {config.bits})", disable=not progress)
-        for index, layer in enumerate(layers):
+        for index, (layer, layer_kwargs) in enumerate(zip(layers, every_kwargs, strict=True)):
             recorder = _attach_recorder(layer, config, windows.shape[1])
             inputs = _linear_inputs(layer, hidden, layer_kwargs)
             for name in LAYER_LINEARS:
@@ -115,22 +131,24 @@ def _attach_recorder(layer: nn.Module, config: QuantConfig, window_length: int) 
     return recorder
 
 
-def _first_layer_inputs(model: Any, windows: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    captured = {}
+def layer_inputs(model: Any, windows: torch.Tensor) -> tuple[torch.Tensor, list[dict]]:
+    """The first decoder layer's hidden states (batch, T, hidden) and each layer's keyword arguments, for `windows`.
 
-    def catch(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        captured["hidden"] = args[0] if args else kwargs.pop("hidden_states")
-        captured["kwargs"] = kwargs
-        raise _StopForward
-
-    handle = model.model.layers[0].register_forward_pre_hook(catch, with_kwargs=True)
+    One pass of the model with every decoder layer replaced by a stand-in
+    (put back afterwards): what the model computes before and between its
+    layers (embedding, masks per layer type, rotary tables), none of the layers.
+    """
+    decoder = model.model
+    captured: list[tuple[torch.Tensor, dict]] = []
+    layers = decoder.layers
+    decoder.layers = nn.ModuleList(_LayerInputs(captured, i == len(layers) - 1) for i in range(len(layers)))
     try:
         model(windows, use_cache=False)
     except _StopForward:
         pass
     finally:
-        handle.remove()
-    return captured["hidden"], captured["kwargs"]
+        decoder.layers = layers
+    return captured[0][0], [kwargs for _, kwargs in captured]
 
 
 def _linear_inputs(layer: nn.Module, hidden: torch.Tensor, layer_kwargs: dict) -> dict[str, torch.Tensor]:
