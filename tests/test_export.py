@@ -159,6 +159,30 @@ def test_export_round_trip(exported: tuple[Path, dict, LlamaForCausalLM]) -> Non
     assert tokenizer("To be")["input_ids"] == AutoTokenizer.from_pretrained(DEFAULT_MODEL)("To be")["input_ids"]
 
 
+def test_tied_embeddings_export_as_two_quantized_tensors(exported: tuple[Path, dict, LlamaForCausalLM]) -> None:
+    """The source ties lm_head to the embedding; the export quantizes each its own way (the table per row, lm_head as a
+    linear layer with its input's scale and shifts) and the loaded model's logits are the quantized lm_head's output."""
+    from safetensors.torch import load_file
+
+    out, params, model = exported
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    stored = load_file(out / TENSORS_FILE)
+    assert {"model.embed_tokens.weight_codes", "lm_head.weight_codes", "lm_head.input_shift"} <= stored.keys()
+    assert json.loads((out / "config.json").read_text())["tie_word_embeddings"] is False
+    loaded, _, _ = load_quantized(out)
+    assert isinstance(loaded.lm_head, QuantizedLinear) and loaded.get_output_embeddings() is loaded.lm_head
+    assert torch.equal(
+        loaded.lm_head.folded.weight_codes, fold_linear(model.lm_head.weight, params["lm_head"]).weight_codes
+    )
+    seen = {}
+    handle = loaded.lm_head.register_forward_hook(lambda _, args, output: seen.update(hidden=args[0], logits=output))
+    with torch.no_grad():
+        logits = loaded(torch.tensor([[1, 2, 3, 4, 5]])).logits
+        handle.remove()
+        assert np.array_equal(bits(logits), bits(seen["logits"]))
+        assert not torch.equal(logits, seen["hidden"] @ loaded.model.embed_tokens.weight.T)
+
+
 def test_loaded_model_runs_the_same_bits_on_torch_and_simulator(exported: tuple[Path, dict, LlamaForCausalLM]) -> None:
     out, _, _ = exported
     on_torch, _, _ = load_quantized(out, backend="torch")

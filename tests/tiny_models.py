@@ -7,16 +7,34 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-# What each family's tiny model sets beyond the common shape, so that the family's own code paths run:
-# attention biases (qwen2 always has them, llama optionally), a sliding window shorter than the calibration windows
-# (mistral: every layer; qwen2: layer 1 only, so layers get different masks), layers without RoPE (smollm3: layer 1;
-# its default special token ids lie beyond a tiny vocabulary).
+# What each family's tiny model sets beyond the common shape, so that the family's own code paths run: attention
+# biases (qwen2 always has them), sliding windows shorter than the calibration windows (on every layer, or on some
+# so that layers get different masks), layers without RoPE (smollm3), granite's multipliers, partial rotary (stablelm),
+# q/k norms (qwen3, olmo2, exaone4, cohere); special token ids beyond a tiny vocabulary are dropped.
+_SLIDING_THEN_FULL = {"sliding_window": 8, "layer_types": ["sliding_attention", "full_attention"]}
 FAMILY_SETTINGS: dict[str, dict[str, Any]] = {
     "llama": {"attention_bias": True},
     "mistral": {"sliding_window": 8},
     "qwen2": {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 1},
-    "qwen3": {},  # q_norm / k_norm inside attention
+    "qwen3": {},
     "smollm3": {"no_rope_layer_interval": 2, "pad_token_id": None, "bos_token_id": None, "eos_token_id": None},
+    "cohere": {"use_qk_norm": True, "eos_token_id": None},
+    "ernie4_5": {"use_bias": True},
+    "exaone4": _SLIDING_THEN_FULL,
+    "granite": {
+        "embedding_multiplier": 2.0,
+        "attention_multiplier": 0.25,
+        "residual_multiplier": 0.5,
+        "logits_scaling": 4.0,
+    },
+    "helium": {},
+    "hunyuan_v1_dense": {},
+    "ministral": {"sliding_window": 8},
+    "olmo": {"eos_token_id": None},
+    "olmo2": {"eos_token_id": None},
+    "olmo3": {**_SLIDING_THEN_FULL, "eos_token_id": None},
+    "seed_oss": {"attention_bias": True},
+    "stablelm": {"use_qkv_bias": True, "partial_rotary_factor": 0.5},
 }
 
 

@@ -13,9 +13,27 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "tiny-llama-sha
 DEFAULT_CORPUS = DEFAULT_MODEL.parent / "shakespeare"  # its train.txt / valid.txt
 # transformers model_type strings of decoder-only families with LLaMA's modules and names (model.embed_tokens,
 # model.layers[i].self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj, model.norm, lm_head) and nothing the quantizer
-# must know about: attention biases (qwen2), q/k RMSNorms (qwen3), sliding-window masks (mistral) and layers without
-# RoPE (smollm3) live inside transformers' own modules. tests/test_families.py runs each through every path.
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "smollm3")
+# must know about: attention biases, q/k norms, post-norms, LayerNorms, sliding-window masks, layers without RoPE and
+# scaling multipliers all live inside transformers' own modules. tests/test_families.py runs each through every path.
+SUPPORTED_MODEL_TYPES = (
+    "llama",  # LLaMA 1/2/3, TinyLlama, SmolLM/SmolLM2, Vicuna...
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "smollm3",
+    "cohere",
+    "ernie4_5",
+    "exaone4",
+    "granite",
+    "helium",
+    "hunyuan_v1_dense",
+    "ministral",
+    "olmo",
+    "olmo2",
+    "olmo3",
+    "seed_oss",
+    "stablelm",
+)
 DTYPES = ("float32", "float16", "bfloat16")  # what a checkpoint loads as (--dtype)
 GGUF_SUFFIX = ".gguf"
 
