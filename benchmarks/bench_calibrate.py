@@ -33,7 +33,7 @@ WRAPPER = (
     "import resource, runpy, sys\n"
     "sys.argv = ['fp4sim', *sys.argv[1:]]\n"
     "try:\n"
-    "    runpy.run_module('fp4sim', run_name='__main__')\n"
+    "    runpy.run_module('fp4sim.cli', run_name='__main__')\n"
     "except SystemExit as stop:\n"
     "    code = stop.code\n"
     "else:\n"

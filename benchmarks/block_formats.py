@@ -23,7 +23,7 @@ from pathlib import Path
 from safetensors import safe_open
 
 from fp4sim.codec.blockscaled import BLOCK_FORMATS
-from fp4sim.models.checkpoint import DEFAULT_MODEL, load_llama
+from fp4sim.models.checkpoint import DEFAULT_MODEL, load_causal_lm
 from fp4sim.models.perplexity import perplexity, tokenize_text
 from fp4sim.quant.config import UNQUANTIZED, QuantConfig
 from fp4sim.quant.export import TENSORS_FILE, load_quantized
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--out", default="block_formats", help="writes OUT.md and OUT.json")
     args = parser.parse_args()
 
-    model, tokenizer = load_llama(args.model)
+    model, tokenizer = load_causal_lm(args.model)
     ids = tokenize_text(tokenizer, Path(args.text).read_text(encoding="utf-8"))
     rows = [{"setting": "FP32", "weight_bits": 32.0, "activation_bits": 32.0, "torch": _ppl(model, ids)}]
     print(rows[-1], flush=True)

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fp4sim.models.checkpoint import DEFAULT_MODEL, load_llama
+from fp4sim.models.checkpoint import DEFAULT_MODEL, load_causal_lm
 from fp4sim.models.perplexity import perplexity, tokenize_text
 from fp4sim.quant.config import QuantConfig
 from fp4sim.quant.export import load_quantized
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--out", default="quant_accuracy", help="writes OUT.md and OUT.json")
     args = parser.parse_args()
 
-    model, tokenizer = load_llama(args.model)
+    model, tokenizer = load_causal_lm(args.model)
     ids = tokenize_text(tokenizer, Path(args.text).read_text(encoding="utf-8"))
     rows = [{"method": "FP32", "bits": "-", "perplexity": perplexity(model, ids, progress=False).perplexity}]
     print(rows[-1], flush=True)

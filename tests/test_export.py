@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, LlamaForCausalLM
 import fp4sim
 from fp4sim import get_format
 from fp4sim.cli import main
-from fp4sim.models.checkpoint import DEFAULT_MODEL, load_llama
+from fp4sim.models.checkpoint import DEFAULT_MODEL, load_causal_lm
 from fp4sim.quant.calibrate import calibrate_model, calibration_windows
 from fp4sim.quant.config import QuantConfig
 from fp4sim.quant.export import (
@@ -159,6 +159,30 @@ def test_export_round_trip(exported: tuple[Path, dict, LlamaForCausalLM]) -> Non
     assert tokenizer("To be")["input_ids"] == AutoTokenizer.from_pretrained(DEFAULT_MODEL)("To be")["input_ids"]
 
 
+def test_tied_embeddings_export_as_two_quantized_tensors(exported: tuple[Path, dict, LlamaForCausalLM]) -> None:
+    """The source ties lm_head to the embedding; the export quantizes each its own way (the table per row, lm_head as a
+    linear layer with its input's scale and shifts) and the loaded model's logits are the quantized lm_head's output."""
+    from safetensors.torch import load_file
+
+    out, params, model = exported
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    stored = load_file(out / TENSORS_FILE)
+    assert {"model.embed_tokens.weight_codes", "lm_head.weight_codes", "lm_head.input_shift"} <= stored.keys()
+    assert json.loads((out / "config.json").read_text())["tie_word_embeddings"] is False
+    loaded, _, _ = load_quantized(out)
+    assert isinstance(loaded.lm_head, QuantizedLinear) and loaded.get_output_embeddings() is loaded.lm_head
+    assert torch.equal(
+        loaded.lm_head.folded.weight_codes, fold_linear(model.lm_head.weight, params["lm_head"]).weight_codes
+    )
+    seen = {}
+    handle = loaded.lm_head.register_forward_hook(lambda _, args, output: seen.update(hidden=args[0], logits=output))
+    with torch.no_grad():
+        logits = loaded(torch.tensor([[1, 2, 3, 4, 5]])).logits
+        handle.remove()
+        assert np.array_equal(bits(logits), bits(seen["logits"]))
+        assert not torch.equal(logits, seen["hidden"] @ loaded.model.embed_tokens.weight.T)
+
+
 def test_loaded_model_runs_the_same_bits_on_torch_and_simulator(exported: tuple[Path, dict, LlamaForCausalLM]) -> None:
     out, _, _ = exported
     on_torch, _, _ = load_quantized(out, backend="torch")
@@ -268,7 +292,7 @@ def test_cli_quantize_and_eval(checkpoint: Path, tmp_path: Path, capsys: pytest.
         ({"--model": "missing-dir"}, "not a directory"),
         ({"--calib": "missing.txt"}, "does not exist"),
         ({"--calib": "short.txt"}, "calibration text has"),
-        ({"--model": "foreign"}, "LLaMA-family"),
+        ({"--model": "foreign"}, "LLaMA-shaped decoders"),
     ],
 )
 def test_cli_quantize_bad_input_writes_nothing(
@@ -337,7 +361,7 @@ def test_a_disk_offloaded_model_exports_the_same_bits(checkpoint: Path, tmp_path
         offload_folder=tmp_path / "offload",
         progress=False,
     )
-    model, _ = load_llama(checkpoint, device_map={"": "disk"}, offload_folder=tmp_path / "offload")
+    model, _ = load_causal_lm(checkpoint, device_map={"": "disk"}, offload_folder=tmp_path / "offload")
     assert model.model.layers[0].self_attn.q_proj.weight.is_meta  # the weights really live on disk
     expected, got = load_file(in_memory / TENSORS_FILE), load_file(offloaded / TENSORS_FILE)
     assert expected.keys() == got.keys()

@@ -1,22 +1,67 @@
-"""A tiny random LLaMA for quantizer tests: every code path of the real architecture, in milliseconds."""
+"""Tiny random decoders for quantizer tests: every code path of the real architectures, in milliseconds."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM
+
+# What each family's tiny model sets beyond the common shape, so that the family's own code paths run: attention
+# biases (qwen2 always has them), sliding windows shorter than the calibration windows (on every layer, or on some
+# so that layers get different masks), layers without RoPE (smollm3), granite's multipliers, partial rotary (stablelm),
+# q/k norms (qwen3, olmo2, exaone4, cohere); special token ids beyond a tiny vocabulary are dropped.
+_SLIDING_THEN_FULL = {"sliding_window": 8, "layer_types": ["sliding_attention", "full_attention"]}
+FAMILY_SETTINGS: dict[str, dict[str, Any]] = {
+    "llama": {"attention_bias": True},
+    "mistral": {"sliding_window": 8},
+    "qwen2": {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 1},
+    "qwen3": {},
+    "smollm3": {"no_rope_layer_interval": 2, "pad_token_id": None, "bos_token_id": None, "eos_token_id": None},
+    "cohere": {"use_qk_norm": True, "eos_token_id": None},
+    "ernie4_5": {"use_bias": True},
+    "exaone4": _SLIDING_THEN_FULL,
+    "granite": {
+        "embedding_multiplier": 2.0,
+        "attention_multiplier": 0.25,
+        "residual_multiplier": 0.5,
+        "logits_scaling": 4.0,
+    },
+    "helium": {},
+    "hunyuan_v1_dense": {},
+    "ministral": {"sliding_window": 8},
+    "olmo": {"eos_token_id": None},
+    "olmo2": {"eos_token_id": None},
+    "olmo3": {**_SLIDING_THEN_FULL, "eos_token_id": None},
+    "seed_oss": {"attention_bias": True},
+    "stablelm": {"use_qkv_bias": True, "partial_rotary_factor": 0.5},
+}
 
 
-def tiny_llama(layers: int = 2, vocab: int = 64, tie_word_embeddings: bool = False) -> LlamaForCausalLM:
-    """Hidden 32, grouped-query attention (4 heads, 2 KV heads), context 64, seeded weights, eval mode."""
+def tiny_decoder(
+    model_type: str, layers: int = 2, vocab: int = 64, tie_word_embeddings: bool = False, **settings: Any
+) -> Any:
+    """A random `model_type` causal LM from transformers' own config class, in eval mode, seeded.
+
+    Hidden 32, grouped-query attention (4 heads of 8, 2 KV heads), context 64; `settings` go to the config.
+    """
     torch.manual_seed(0)
-    config = LlamaConfig(
+    config = AutoConfig.for_model(
+        model_type,
         vocab_size=vocab,
         hidden_size=32,
         intermediate_size=48,
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
+        head_dim=8,
         max_position_embeddings=64,
         tie_word_embeddings=tie_word_embeddings,
+        **settings,
     )
-    return LlamaForCausalLM(config).eval()
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+def tiny_llama(layers: int = 2, vocab: int = 64, tie_word_embeddings: bool = False) -> Any:
+    """tiny_decoder's plain LLaMA (no biases): the default model of the quantizer tests."""
+    return tiny_decoder("llama", layers, vocab, tie_word_embeddings)

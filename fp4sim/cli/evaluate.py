@@ -7,7 +7,7 @@ import argparse
 from . import options
 
 NAME = "eval"
-HELP = "perplexity of a LLaMA-family model on a text file (sliding windows)"
+HELP = "perplexity of a LLaMA-shaped model on a text file (sliding windows)"
 DESCRIPTION = (
     "Sliding-window perplexity: every token after the first scored once, with at least "
     "context - stride tokens of context (docs/quantization.md)."
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.checkpoint import load_llama
+    from ..models.checkpoint import load_causal_lm
     from ..models.perplexity import perplexity, tokenize_text
 
     if not args.text and not args.tasks:
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         model, tokenizer, _ = load_quantized(args.quantized, dtype=args.dtype, device=args.device)
         which = f"quantized {args.quantized}"
     else:
-        model, tokenizer = load_llama(args.model, dtype=args.dtype, device=args.device)
+        model, tokenizer = load_causal_lm(args.model, gguf_file=args.gguf_file, dtype=args.dtype, device=args.device)
         which = f"model {args.model}"
     if text is not None:
         result = perplexity(

@@ -10,7 +10,14 @@ from ..models.checkpoint import DEFAULT_MODEL, DTYPES
 
 
 def add_model(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="local checkpoint directory (default: bundled)")
+    parser.add_argument(
+        "--model", default=str(DEFAULT_MODEL), help="local checkpoint directory or .gguf file (default: bundled)"
+    )
+    add_gguf_file(parser)
+
+
+def add_gguf_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gguf-file", help="GGUF file inside the --model directory to load (needs fp4sim[gguf])")
 
 
 def add_text(parser: argparse.ArgumentParser, *, required: bool = True, purpose: str = "") -> None:

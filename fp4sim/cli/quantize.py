@@ -9,7 +9,7 @@ from ..quant.config import BIT_SETTINGS, METHODS, PAPER_EXACT, QuantConfig
 from . import options
 
 NAME = "quantize"
-HELP = "quantize a LLaMA-family checkpoint with LLM-FP4, MXFP4 or NVFP4 and write the hardware export"
+HELP = "quantize a LLaMA-shaped checkpoint (or GGUF file) with LLM-FP4, MXFP4 or NVFP4 and write the hardware export"
 DESCRIPTION = (
     "Calibrate layer by layer on a text (format and exponent-bias search, docs/quantization.md) and "
     "write packed FP4 weight codes, per-input-channel shifts and FP32 scales (safetensors + JSON). "
@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         options.read_text(args.calib),
         config,
         args.out,
+        gguf_file=args.gguf_file,
         overwrite=args.overwrite,
         dtype=args.dtype,
         device=args.device,

@@ -25,7 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="exact",
         help="comma-separated accumulation models: exact, aligned_truncate:N[:G], fp32_sequential (default: exact)",
     )
-    parser.add_argument("--model", help="the FP32 checkpoint (default: the export's source model, if present)")
+    parser.add_argument(
+        "--model", help="the FP32 checkpoint, directory or .gguf file (default: the export's source model, if present)"
+    )
+    options.add_gguf_file(parser)
     parser.add_argument("--tokens", type=int, help="use only the text's first N tokens")
     options.add_windows(parser)
     parser.add_argument("--out", default="simulation", help="report directory (report.md, .json, layer_error.png)")
@@ -33,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..e2e.simulate import SimulationReport, check_report_target, simulate_model, write_report
-    from ..models.checkpoint import load_llama
+    from ..models.checkpoint import load_model
     from ..models.perplexity import perplexity, tokenize_text
     from ..quant.export import load_quantized
 
@@ -44,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     window = {"context": args.context, "stride": args.stride, "batch_size": args.batch_size}
     source = args.model or metadata.get("source_model")
     fp32 = None
-    if source and Path(source).is_dir():
-        fp32_model, _ = load_llama(source)
+    if source and Path(source).exists():
+        fp32_model = load_model(source, gguf_file=args.gguf_file if args.model else None)
         fp32 = perplexity(fp32_model, ids, **window).perplexity
         del fp32_model
     torch_result = perplexity(model, ids, **window)

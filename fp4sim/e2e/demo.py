@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..models.checkpoint import DEFAULT_CORPUS, DEFAULT_MODEL, load_llama
+from ..models.checkpoint import DEFAULT_CORPUS, DEFAULT_MODEL, load_causal_lm
 from ..models.perplexity import perplexity, tokenize_text
 from ..quant.config import QuantConfig
 from ..quant.export import load_quantized
@@ -34,7 +34,7 @@ def run_demo(out: str | Path = DEMO_DIR, *, tiles: int = COSIM_TILES, overwrite:
     export = quantize_checkpoint(DEFAULT_MODEL, calib, config, out / "export", overwrite=overwrite)
     print(f"[2/4] perplexity of the FP32 model and of the export on torch ({DEFAULT_CORPUS / 'valid.txt'})")
     text = (DEFAULT_CORPUS / "valid.txt").read_text(encoding="utf-8")
-    fp32_model, tokenizer = load_llama(DEFAULT_MODEL)
+    fp32_model, tokenizer = load_causal_lm(DEFAULT_MODEL)
     ids = tokenize_text(tokenizer, text)
     fp32 = perplexity(fp32_model, ids).perplexity
     model, _, _ = load_quantized(export)

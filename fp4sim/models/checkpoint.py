@@ -1,24 +1,60 @@
-"""Load LLaMA-family checkpoints from a local path, transformers-style, with errors that say what is wrong."""
+"""Load LLaMA-shaped decoder checkpoints (a local directory or a GGUF file), with errors that say what is wrong."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "tiny-llama-shakespeare"  # bundled, in the source tree
 DEFAULT_CORPUS = DEFAULT_MODEL.parent / "shakespeare"  # its train.txt / valid.txt
-LLAMA_MODEL_TYPES = ("llama",)  # LLaMA 1/2/3, TinyLlama, Vicuna...: all transformers' LlamaForCausalLM
+# transformers model_type strings of decoder-only families with LLaMA's modules and names (model.embed_tokens,
+# model.layers[i].self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj, model.norm, lm_head) and nothing the quantizer
+# must know about: attention biases, q/k norms, post-norms, LayerNorms, sliding-window masks, layers without RoPE and
+# scaling multipliers all live inside transformers' own modules. tests/test_families.py runs each through every path.
+SUPPORTED_MODEL_TYPES = (
+    "llama",  # LLaMA 1/2/3, TinyLlama, SmolLM/SmolLM2, Vicuna...
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "smollm3",
+    "cohere",
+    "ernie4_5",
+    "exaone4",
+    "granite",
+    "helium",
+    "hunyuan_v1_dense",
+    "ministral",
+    "olmo",
+    "olmo2",
+    "olmo3",
+    "seed_oss",
+    "stablelm",
+)
 DTYPES = ("float32", "float16", "bfloat16")  # what a checkpoint loads as (--dtype)
+GGUF_SUFFIX = ".gguf"
 
 
-def check_llama_dir(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's config.json, after checking it is a local LLaMA-family checkpoint."""
+def check_checkpoint(path: str | Path, gguf_file: str | None = None) -> dict[str, Any]:
+    """The checkpoint's configuration as a dict, after checking it is a supported local checkpoint.
+
+    `path` is a Hugging Face checkpoint directory, a ``.gguf`` file, or (with
+    `gguf_file`, a file name inside it) a directory holding a GGUF file.
+    Raises FileNotFoundError for a missing directory, config.json or GGUF file,
+    ValueError for an unreadable config, a model_type not in
+    SUPPORTED_MODEL_TYPES, or GGUF input without the gguf package.
+    """
+    gguf = gguf_location(path, gguf_file)
+    if gguf is not None:
+        return _gguf_config(*gguf)
     root = Path(path)
     if not root.is_dir():
-        raise FileNotFoundError(f"model path {str(path)!r} is not a directory; pass a local Hugging Face checkpoint")
+        raise FileNotFoundError(
+            f"model path {str(path)!r} is not a directory; pass a local Hugging Face checkpoint or a .gguf file"
+        )
     config_file = root / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{root} has no config.json; it is not a Hugging Face checkpoint directory")
@@ -28,40 +64,126 @@ def check_llama_dir(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{config_file} is not a readable JSON file: {err}") from None
     if not isinstance(config, dict):
         raise ValueError(f"{config_file} does not hold a JSON object")
+    return _supported(config, str(root))
+
+
+def gguf_location(path: str | Path, gguf_file: str | None = None) -> tuple[Path, str] | None:
+    """(directory, file name) of the GGUF file `path` (and `gguf_file`) name; None for a checkpoint directory.
+
+    Raises FileNotFoundError when the named GGUF file does not exist.
+    """
+    path = Path(path)
+    if gguf_file is None and path.suffix != GGUF_SUFFIX:
+        return None
+    location = (path, gguf_file) if gguf_file is not None else (path.parent, path.name)
+    if not (location[0] / location[1]).is_file():
+        raise FileNotFoundError(f"GGUF file {str(location[0] / location[1])!r} does not exist")
+    return location
+
+
+def source_name(path: str | Path, gguf_file: str | None = None) -> str:
+    """The checkpoint as an export's ``source_model`` records it: the directory, or the GGUF file's path."""
+    gguf = gguf_location(path, gguf_file)
+    return str(path) if gguf is None else str(gguf[0] / gguf[1])
+
+
+def _gguf_config(directory: Path, name: str) -> dict[str, Any]:
+    _require_gguf()
+    stat = (directory / name).stat()
+    config = _read_gguf_config(directory.resolve(), name, stat.st_mtime_ns, stat.st_size)
+    return _supported(dict(config), str(directory / name))
+
+
+@lru_cache(maxsize=8)
+def _read_gguf_config(directory: Path, name: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    """transformers' config of a GGUF file (seconds of metadata parsing), kept per file version: read once per load."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(directory, gguf_file=name, local_files_only=True)
+    except (ValueError, KeyError, OSError) as err:  # transformers: "GGUF model with architecture ... not supported"
+        raise ValueError(f"{directory / name} cannot be read as a GGUF model: {err}") from None
+    return config.to_dict()
+
+
+def _require_gguf() -> None:
+    try:
+        import gguf  # noqa: F401  (transformers reads GGUF files with it)
+    except ImportError:
+        raise ValueError(
+            "reading GGUF files needs the gguf package, which is not installed: pip install 'fp4sim[gguf]'"
+        ) from None
+
+
+def _supported(config: dict[str, Any], where: str) -> dict[str, Any]:
     model_type = config.get("model_type")
-    if model_type not in LLAMA_MODEL_TYPES:
+    if model_type not in SUPPORTED_MODEL_TYPES:
         architectures = config.get("architectures")
         names = ", ".join(map(str, architectures)) if isinstance(architectures, list) else ""
         raise ValueError(
-            f"{root} holds a {model_type!r} model ({names}); "
-            f"fp4sim quantizes LLaMA-family models (model_type {', '.join(LLAMA_MODEL_TYPES)})"
+            f"{where} holds a {model_type!r} model ({names}); "
+            f"fp4sim quantizes LLaMA-shaped decoders (model_type {', '.join(SUPPORTED_MODEL_TYPES)})"
         )
     return config
 
 
-def load_llama(
+def load_causal_lm(
     path: str | Path = DEFAULT_MODEL,
     *,
+    gguf_file: str | None = None,
     dtype: str = "float32",
     device: str = "cpu",
     device_map: str | dict | None = None,
     offload_folder: str | Path | None = None,
 ) -> tuple[Any, Any]:
-    """(model, tokenizer) from a local LLaMA-family checkpoint, in eval mode, offline.
+    """(model, tokenizer) from a supported local checkpoint: load_model's model and load_tokenizer's tokenizer."""
+    model = load_model(
+        path, gguf_file=gguf_file, dtype=dtype, device=device, device_map=device_map, offload_folder=offload_folder
+    )
+    return model, load_tokenizer(path, gguf_file)
 
-    With `device_map` (e.g. "auto") accelerate places the layers across devices,
-    CPU memory and `offload_folder` on disk, for models larger than one device;
-    `device` is then ignored.
+
+def load_model(
+    path: str | Path = DEFAULT_MODEL,
+    *,
+    gguf_file: str | None = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    device_map: str | dict | None = None,
+    offload_folder: str | Path | None = None,
+) -> Any:
+    """The causal LM of a supported local checkpoint (see check_checkpoint), in eval mode, offline.
+
+    Weights load as `dtype`; a GGUF file's tensors are dequantized by
+    transformers to it, and the model then carries no GGUF quantizer state
+    (no ``hf_quantizer``, no ``config.quantization_config``). With `device_map`
+    (e.g. "auto") accelerate places the layers across devices, CPU memory and
+    `offload_folder` on disk, for models larger than one device; `device` is
+    then ignored. Raises what check_checkpoint raises, and ValueError for a
+    dtype not in DTYPES.
     """
     import torch
     from transformers import AutoModelForCausalLM
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    tokenizer = load_tokenizer(path)
+    check_checkpoint(path, gguf_file)
+    source, gguf = _pretrained_arguments(path, gguf_file)
     placement = {} if device_map is None else {"device_map": device_map, "offload_folder": offload_folder}
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype), **placement)
-    return (model if device_map is not None else model.to(device)).eval(), tokenizer
+    model = AutoModelForCausalLM.from_pretrained(
+        source, local_files_only=True, dtype=getattr(torch, dtype), **gguf, **placement
+    )
+    if gguf:  # the weights are plain dequantized tensors now: nothing is GGUF-quantized any more
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return (model if device_map is not None else model.to(device)).eval()
+
+
+def _pretrained_arguments(path: str | Path, gguf_file: str | None) -> tuple[Path, dict[str, str]]:
+    """What from_pretrained takes for this checkpoint: the directory, and gguf_file= when it is a GGUF file."""
+    gguf = gguf_location(path, gguf_file)
+    return (Path(path), {}) if gguf is None else (gguf[0], {"gguf_file": gguf[1]})
 
 
 @contextmanager
@@ -84,9 +206,10 @@ def input_device(model: Any) -> Any:
     return torch.device("cpu") if weight.is_meta else weight.device
 
 
-def load_tokenizer(path: str | Path = DEFAULT_MODEL) -> Any:
-    """The tokenizer of a local LLaMA-family checkpoint, offline."""
+def load_tokenizer(path: str | Path = DEFAULT_MODEL, gguf_file: str | None = None) -> Any:
+    """The tokenizer of a supported local checkpoint (see check_checkpoint), offline; raises what that raises."""
     from transformers import AutoTokenizer
 
-    check_llama_dir(path)
-    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    check_checkpoint(path, gguf_file)
+    source, gguf = _pretrained_arguments(path, gguf_file)
+    return AutoTokenizer.from_pretrained(source, local_files_only=True, **gguf)

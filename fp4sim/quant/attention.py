@@ -3,7 +3,9 @@
 Optional (QuantConfig.quantize_attention), off by default: the paper leaves
 them in floating point for LLaMA. The model runs this module's attention
 function, registered with transformers as ``"fp4sim"``: eager attention
-(repeat_kv, scaled scores, additive mask, float32 softmax) in which each
+(repeat_kv, scaled scores, additive mask, float32 softmax; the same for
+every supported family: their q/k norms and biases run before it, and
+sliding windows arrive in the mask) in which each
 matmul goes through the attention module's ``fp4sim_attention`` state:
 
 - None: plain float matmuls;
@@ -108,7 +110,7 @@ def attention_forward(
     dropout: float = 0.0,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    from transformers.models.llama.modeling_llama import repeat_kv
+    from transformers.models.llama.modeling_llama import repeat_kv  # every supported family's is this function
 
     state = getattr(module, STATE, None)
     key = repeat_kv(key, module.num_key_value_groups)

@@ -1,4 +1,4 @@
-"""MXFP4 / NVFP4 quantization of a LLaMA model's linear layers: round to nearest, no search (docs/quantization.md).
+"""MXFP4 / NVFP4 quantization of a model's linear layers: round to nearest, no search (docs/quantization.md).
 
 Weights are block-quantized along the input axis once (NVFP4's tensor scale
 from the weight's amax). Activations are block-quantized on the fly, one

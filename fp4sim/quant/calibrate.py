@@ -1,7 +1,9 @@
 """Layer-by-layer calibration with streamed layer inputs (docs/quantization.md, "Calibration").
 
-The model runs up to the first decoder layer once per window; after that each
-layer runs once per window on the cached full-precision hidden states. Hooks on
+The model runs once per window with stand-ins for its decoder layers, which
+keep the first layer's hidden states and every layer's own keyword arguments
+(its attention mask, full or sliding window by layer type; the rotary tables).
+After that each layer runs once per window on the cached full-precision hidden states. Hooks on
 its linear layers keep only what the search reads (search.LinearInputs): the
 running max |x| per input channel over every token, and the rows of the search
 tokens. The layer's full-precision output becomes the next layer's input. Cost
@@ -48,7 +50,21 @@ Quant = LinearQuant | TensorQuant | AttentionQuant | BlockLinearQuant | BlockEmb
 
 
 class _StopForward(Exception):
-    """Raised by the hook that captures the first decoder layer's inputs."""
+    """Raised by the last stand-in layer: the norm and lm_head need not run."""
+
+
+class _StandIn(nn.Module):
+    """Stands in for one decoder layer: keeps its hidden states and keyword arguments, passes the hidden states on."""
+
+    def __init__(self, captured: list[tuple[torch.Tensor, dict]], last: bool) -> None:
+        super().__init__()
+        self.captured, self.last = captured, last
+
+    def forward(self, hidden: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        self.captured.append((hidden, kwargs))
+        if self.last:
+            raise _StopForward
+        return hidden
 
 
 def calibration_windows(ids: torch.Tensor, samples: int, length: int, seed: int) -> torch.Tensor:
@@ -90,14 +106,15 @@ def calibrate_model(
     if config.quantize_attention:
         use_fp4sim_attention(model)
     try:
-        hidden = kwargs = rows = None
+        hidden = rows = None
+        every_kwargs = [{}] * len(decoder.layers)
         if config.needs_data:
             with times("forward passes"):
-                hidden, kwargs = _first_layer_inputs(model, windows.to(input_device(model)))
+                hidden, every_kwargs = layer_inputs(model, windows.to(input_device(model)))
             rows = _window_rows(windows.shape, config)
         results: dict[str, Quant] = {}
         layers = tqdm(decoder.layers, desc=f"calibrating ({config.method} {config.bits})", disable=not progress)
-        for index, layer in enumerate(layers):
+        for index, (layer, kwargs) in enumerate(zip(layers, every_kwargs, strict=True)):
             inputs = {}
             recorder = _attach_recorder(layer, config, windows.shape[1])
             if hidden is not None:
@@ -211,23 +228,27 @@ def _attach_recorder(layer: nn.Module, config: QuantConfig, window_length: int) 
     return recorder
 
 
-def _first_layer_inputs(model: Any, windows: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """The first decoder layer's hidden states for every window (windows, length, hidden), and its keyword
-    arguments (mask, rotary embeddings) for one window: every window has the same length and no padding."""
-    captured: dict[str, Any] = {"hidden": []}
+def layer_inputs(model: Any, windows: torch.Tensor) -> tuple[torch.Tensor, list[dict]]:
+    """The first decoder layer's hidden states for every window (windows, length, hidden), and each layer's
+    keyword arguments for one window: every window has the same length and no padding.
 
-    def catch(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        captured["hidden"].append(args[0] if args else kwargs.pop("hidden_states"))
-        captured.setdefault("kwargs", kwargs)
-        raise _StopForward
-
-    handle = model.model.layers[0].register_forward_pre_hook(catch, with_kwargs=True)
+    One pass per window with every decoder layer replaced by a stand-in (put back afterwards): what the
+    model computes before and between its layers (embedding, masks per layer type, rotary tables), none
+    of the layers.
+    """
+    decoder = model.model
+    layers = decoder.layers
+    hidden, every_kwargs = [], None
     try:
         for window in windows:
+            captured: list[tuple[torch.Tensor, dict]] = []
+            decoder.layers = nn.ModuleList(_StandIn(captured, i == len(layers) - 1) for i in range(len(layers)))
             try:
-                model.model(window[None], use_cache=False)
+                model(window[None], use_cache=False)
             except _StopForward:
                 pass
+            hidden.append(captured[0][0])
+            every_kwargs = every_kwargs or [kwargs for _, kwargs in captured]
     finally:
-        handle.remove()
-    return torch.cat(captured["hidden"]), captured["kwargs"]
+        decoder.layers = layers
+    return torch.cat(hidden), every_kwargs

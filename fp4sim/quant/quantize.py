@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..models.checkpoint import check_llama_dir, load_llama, load_tokenizer
+from ..models.checkpoint import check_checkpoint, load_model, load_tokenizer, source_name
 from ..models.perplexity import tokenize_text
 from .calibrate import calibrate_model, model_calibration_windows
 from .config import QuantConfig
@@ -18,6 +18,7 @@ def quantize_checkpoint(
     config: QuantConfig,
     out: str | Path,
     *,
+    gguf_file: str | None = None,
     overwrite: bool = False,
     dtype: str = "float32",
     device: str = "cpu",
@@ -26,21 +27,31 @@ def quantize_checkpoint(
     progress: bool = True,
     times: StageTimes | None = None,
 ) -> Path:
-    """Calibrate a local LLaMA-family checkpoint on `calib_text` and write the hardware export to `out`.
+    """Calibrate a local checkpoint on `calib_text` and write the hardware export to `out`.
 
-    The checkpoint, the target and the calibration text are checked before the
+    `model_path` is a checkpoint directory of a supported family, a ``.gguf``
+    file, or a directory holding `gguf_file` (models.checkpoint.check_checkpoint);
+    the export's ``source_model`` names the directory or the GGUF file. The
+    checkpoint, the target and the calibration text are checked before the
     model loads; the export appears whole or not at all. `device_map` and
-    `offload_folder` go to accelerate (load_llama) for models larger than one device.
+    `offload_folder` go to accelerate (load_model) for models larger than one device.
     `times` receives the wall time of each stage (load, forward passes, searches, export).
     """
     times = times or StageTimes()
-    context = check_llama_dir(model_path).get("max_position_embeddings", config.calib_length)
+    context = check_checkpoint(model_path, gguf_file).get("max_position_embeddings", config.calib_length)
     check_target(Path(out), overwrite)
-    windows = model_calibration_windows(context, tokenize_text(load_tokenizer(model_path), calib_text), config)
+    tokenizer = load_tokenizer(model_path, gguf_file)
+    windows = model_calibration_windows(context, tokenize_text(tokenizer, calib_text), config)
     with times("load"):
-        model, tokenizer = load_llama(
-            model_path, dtype=dtype, device=device, device_map=device_map, offload_folder=offload_folder
+        model = load_model(
+            model_path,
+            gguf_file=gguf_file,
+            dtype=dtype,
+            device=device,
+            device_map=device_map,
+            offload_folder=offload_folder,
         )
     params = calibrate_model(model, windows, config, progress=progress, times=times)
+    source = source_name(model_path, gguf_file)
     with times("export"):
-        return export_quantized(model, tokenizer, params, config, out, source=str(model_path), overwrite=overwrite)
+        return export_quantized(model, tokenizer, params, config, out, source=source, overwrite=overwrite)

@@ -17,6 +17,7 @@ grid point gets the exact error, as the paper does.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -28,6 +29,7 @@ from .config import MINMAX_FORMATS, UNQUANTIZED, QuantConfig
 from .fakequant import bias_to_scale, fake_quantize, format_candidates, max_to_scale
 
 COARSE_STRIDE = 5  # grid points between the pre-score's first-pass candidates
+ROW_BLOCK = 1024  # output channels searched at a time
 
 
 class TensorQuant(NamedTuple):
@@ -128,25 +130,39 @@ class OutputError:
     Written in the weight error r = q - w_k with D = Xq - X (the input quantizer's error):
     ||X w_k - Xq q_k||^2 = r^T (Xq^T Xq) r + 2 r^T Xq^T D w_k + ||D w_k||^2. The last term
     is left out: no weight choice changes it. Every term kept is of the error's own size
-    (no cancellation against ||X w_k||^2).
+    (no cancellation against ||X w_k||^2). Rows are independent: `rows` gives the error of a
+    block of output channels, and the search runs block by block.
     """
 
     def __init__(self, x: torch.Tensor, xq: torch.Tensor, weight: torch.Tensor) -> None:
         xq64 = xq.double()
-        self.weight = weight.double()
+        self.weight = weight.float()
         self.gram = xq64.T @ xq64
-        self.cross = self.weight @ ((xq64 - x.double()).T @ xq64)  # row k: (Xq^T D w_k)^T
+        self.cross = weight.double() @ ((xq64 - x.double()).T @ xq64)  # row k: (Xq^T D w_k)^T
         self.diagonal = self.gram.diagonal().float()
-        self.cross32 = self.cross.float()
+
+    def rows(self, block: slice) -> OutputError:
+        """The same error for output channels `block` only (shares the Gram matrix)."""
+        part = copy.copy(self)
+        part.weight, part.cross = self.weight[block], self.cross[block]
+        return part
 
     def __call__(self, q: torch.Tensor) -> torch.Tensor:
-        r = q.double() - self.weight
-        return ((r @ self.gram) * r).sum(1) + 2 * (r * self.cross).sum(1)
+        return torch.cat([self._exact(q[b], b) for b in _blocks(q.shape[0])]) if q.shape[0] else torch.zeros(0)
 
-    def prescore(self, q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def _exact(self, q: torch.Tensor, block: slice) -> torch.Tensor:
+        r = q.double() - self.weight[block].double()
+        return ((r @ self.gram) * r).sum(1) + 2 * (r * self.cross[block]).sum(1)
+
+    def prescore(self, q: torch.Tensor) -> torch.Tensor:
         """e_k without the Gram matrix's off-diagonal terms, float32 (a ranking only)."""
-        r = q - weight
-        return (r * (r * self.diagonal + 2 * self.cross32)).sum(1)
+        r = q - self.weight
+        return (r * (r * self.diagonal + 2 * self.cross.float())).sum(1)
+
+
+def _blocks(rows: int) -> list[slice]:
+    """Row blocks of ROW_BLOCK: every temporary of the search stays a block's size (cache, memory)."""
+    return [slice(start, start + ROW_BLOCK) for start in range(0, rows, ROW_BLOCK)]
 
 
 def search_weight(
@@ -156,7 +172,18 @@ def search_weight(
 
     Ties go to the earlier grid point. With `shortlist`, only each row's
     shortlist best pre-scored points get the exact error (module docstring).
+    Rows are searched block by block; the result does not depend on the blocks.
     """
+    scales = [
+        _search_rows(weight[b], fmt, None if error is None else error.rows(b), grid, shortlist)
+        for b in _blocks(weight.shape[0])
+    ]
+    return TensorQuant(fmt, torch.cat(scales) if scales else torch.ones(0))
+
+
+def _search_rows(
+    weight: torch.Tensor, fmt: Format, error: OutputError | None, grid: torch.Tensor, shortlist: int | None
+) -> torch.Tensor:
     base = paper_bias(weight.abs().amax(1), fmt)
     scales = torch.stack([bias_to_scale(base * factor, fmt) for factor in grid])  # (grid, out)
     rows = torch.arange(weight.shape[0])
@@ -170,11 +197,13 @@ def search_weight(
         shortlist = None if shortlist is None else 1
     else:
         exact = error
-        prescore = lambda index: error.prescore(quantized(index), weight)  # noqa: E731
+        prescore = lambda index: error.prescore(quantized(index))  # noqa: E731
     if shortlist is None:
         candidates = torch.arange(len(grid))[:, None].expand(-1, len(rows))
     else:
         candidates = shortlist_grid(prescore, len(rows), len(grid), shortlist)
+    if len(candidates) == 1:  # nothing left to decide
+        return scales[candidates[0], rows]
     best_err = torch.full((len(rows),), float("inf"), dtype=torch.float64)
     best_scale = torch.ones(len(rows), dtype=torch.float32)
     for index in candidates:
@@ -182,7 +211,7 @@ def search_weight(
         better = err < best_err
         best_err = torch.where(better, err, best_err)
         best_scale = torch.where(better, scales[index, rows], best_scale)
-    return TensorQuant(fmt, best_scale)
+    return best_scale
 
 
 def activation_candidates(channel_max: torch.Tensor, fmt: Format, grid: torch.Tensor, per_channel: bool):
@@ -244,6 +273,8 @@ def best_activation(candidates: list[TensorQuant], error: ActivationError, sampl
         scores = lambda index: torch.tensor([error.prescore(candidates[int(index)].apply(sample))])  # noqa: E731
         order = shortlist_grid(scores, 1, len(candidates), shortlist)[:, 0].tolist()
         candidates = [candidates[i] for i in order]
+    if len(candidates) == 1:  # nothing left to decide
+        return candidates[0]
     return min(candidates, key=lambda a: error(a.apply(sample)))
 
 

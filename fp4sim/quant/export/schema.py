@@ -15,7 +15,7 @@ import torch
 from ...codec import pack_fp4, unpack_fp4
 from ...codec.blockscaled import BlockFormat, get_block_format
 from ...formats import Format, llm_fp4_format
-from ...models.checkpoint import check_llama_dir
+from ...models.checkpoint import check_checkpoint
 from ..config import UNQUANTIZED, QuantConfig
 
 EXPORT_FORMAT = "fp4sim-llm-fp4"
@@ -73,7 +73,7 @@ def read_metadata(root: Path) -> dict:
                 bits = metadata["quant_config"]["bits"]
                 raise ExportError(f"{meta_file}: modules.{name}.input_format: quant_config.bits {bits} needs {wanted}")
     try:
-        check_llama_dir(root)
+        check_checkpoint(root)
     except (OSError, ValueError) as err:
         raise ExportError(f"{root / 'config.json'}: {err}") from None
     return metadata
