@@ -280,8 +280,12 @@ def test_cli_quantize_and_eval(checkpoint: Path, tmp_path: Path, capsys: pytest.
     out = tmp_path / "q"
     args = ["quantize", "--model", str(checkpoint), "--calib", str(calib), "--out", str(out), "--method", "minmax"]
     assert main([*args, "--calib-length", "32", "--calib-samples", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "| forward passes |" in printed and "peak resident memory" in printed  # where the time went
     assert main(["eval", "--quantized", str(out), "--text", str(calib)]) == 0
     assert "perplexity" in capsys.readouterr().out
+    assert main(["eval", "--quantized", str(out), "--text", str(calib), "--tokens", "300", "--context", "64"]) == 0
+    assert "over 299 tokens" in capsys.readouterr().out  # the first token has no context
     assert main([*args, "--calib-length", "32"]) == 2  # exists, no --overwrite
     assert "--overwrite" in capsys.readouterr().err
 

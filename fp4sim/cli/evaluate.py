@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated lm-evaluation-harness tasks (names with locally cached datasets, or YAML paths), 0-shot",
     )
     parser.add_argument("--limit", type=int, help="examples per task (default: all)")
+    options.add_tokens(parser)
     options.add_windows(parser)
     options.add_quantized(parser, required=False, extra=" (replaces --model)")
     options.add_dtype_and_device(parser)
@@ -44,7 +45,11 @@ def run(args: argparse.Namespace) -> int:
         which = f"model {args.model}"
     if text is not None:
         result = perplexity(
-            model, tokenize_text(tokenizer, text), context=args.context, stride=args.stride, batch_size=args.batch_size
+            model,
+            tokenize_text(tokenizer, text)[: args.tokens],
+            context=args.context,
+            stride=args.stride,
+            batch_size=args.batch_size,
         )
         context = args.context or model.config.max_position_embeddings
         stride = args.stride or context // 2

@@ -30,6 +30,10 @@ def add_quantized(parser: argparse.ArgumentParser, *, required: bool = True, ext
     parser.add_argument("--quantized", required=required, help=f"export directory from fp4sim quantize{extra}")
 
 
+def add_tokens(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tokens", type=int, help="use only the text's first N tokens (default: all)")
+
+
 def add_windows(parser: argparse.ArgumentParser) -> None:
     """The sliding-window perplexity settings (docs/quantization.md, "Evaluation protocol")."""
     parser.add_argument("--context", type=int, help="window length in tokens (default: the model's context)")

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", help="the FP32 checkpoint, directory or .gguf file (default: the export's source model, if present)"
     )
     options.add_gguf_file(parser)
-    parser.add_argument("--tokens", type=int, help="use only the text's first N tokens")
+    options.add_tokens(parser)
     options.add_windows(parser)
     parser.add_argument("--out", default="simulation", help="report directory (report.md, .json, layer_error.png)")
 
