@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -139,9 +140,9 @@ class Format:
         negative = (np.arange(values.size) & self.sign_mask) != 0
         return np.where(negative, -np.abs(values), values)
 
-    @property
+    @cached_property
     def max_value(self) -> Fraction:
-        """Largest finite value."""
+        """Largest finite value (cached: encoders read it on every call)."""
         return self.exact_value(self.max_code)
 
     @property

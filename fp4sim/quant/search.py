@@ -125,21 +125,22 @@ def shortlist_grid(prescore: Callable[[torch.Tensor], torch.Tensor], rows: int, 
 
 
 class OutputError:
-    """Per-output-channel e_k(q) = ||X w_k - Xq q_k||^2 - ||D w_k||^2 over the search tokens, float64.
+    """Per-output-channel e_k(q) = ||X w_k - Xq q_k||^2 - ||D w_k||^2 over the search tokens.
 
     Written in the weight error r = q - w_k with D = Xq - X (the input quantizer's error):
     ||X w_k - Xq q_k||^2 = r^T (Xq^T Xq) r + 2 r^T Xq^T D w_k + ||D w_k||^2. The last term
-    is left out: no weight choice changes it. Every term kept is of the error's own size
-    (no cancellation against ||X w_k||^2). Rows are independent: `rows` gives the error of a
+    is left out: no weight choice changes it. Every term kept is of the error's own size (no
+    cancellation against ||X w_k||^2), so float32 products with float64 sums rank candidates
+    whose errors differ by more than about 1e-5 relative, which is all a search needs (the
+    chosen scale is then applied exactly). Rows are independent: `rows` gives the error of a
     block of output channels, and the search runs block by block.
     """
 
     def __init__(self, x: torch.Tensor, xq: torch.Tensor, weight: torch.Tensor) -> None:
-        xq64 = xq.double()
         self.weight = weight.float()
-        self.gram = xq64.T @ xq64
-        self.cross = weight.double() @ ((xq64 - x.double()).T @ xq64)  # row k: (Xq^T D w_k)^T
-        self.diagonal = self.gram.diagonal().float()
+        self.gram = xq.T @ xq
+        self.cross = self.weight @ ((xq - x).T @ xq)  # row k: (Xq^T D w_k)^T
+        self.diagonal = self.gram.diagonal()
 
     def rows(self, block: slice) -> OutputError:
         """The same error for output channels `block` only (shares the Gram matrix)."""
@@ -148,16 +149,17 @@ class OutputError:
         return part
 
     def __call__(self, q: torch.Tensor) -> torch.Tensor:
+        """(rows,) float64 for a candidate q (rows, in)."""
         return torch.cat([self._exact(q[b], b) for b in _blocks(q.shape[0])]) if q.shape[0] else torch.zeros(0)
 
     def _exact(self, q: torch.Tensor, block: slice) -> torch.Tensor:
-        r = q.double() - self.weight[block].double()
-        return ((r @ self.gram) * r).sum(1) + 2 * (r * self.cross[block]).sum(1)
+        r = q - self.weight[block]
+        return (r * (r @ self.gram + 2 * self.cross[block])).sum(1, dtype=torch.float64)
 
     def prescore(self, q: torch.Tensor) -> torch.Tensor:
-        """e_k without the Gram matrix's off-diagonal terms, float32 (a ranking only)."""
+        """e_k without the Gram matrix's off-diagonal terms (a ranking only)."""
         r = q - self.weight
-        return (r * (r * self.diagonal + 2 * self.cross.float())).sum(1)
+        return (r * (r * self.diagonal + 2 * self.cross)).sum(1)
 
 
 def _blocks(rows: int) -> list[slice]:
@@ -283,7 +285,7 @@ def calibrate_linear(weight: torch.Tensor, inputs: LinearInputs | None, config: 
 
     Each round searches the weight biases (every format), the activation bias
     (every format), then the weight format and the activation format. A round
-    that changes nothing ends the search: the next one would repeat it exactly.
+    that ends where it started ends the search: the next one would repeat it exactly.
     inputs may be None where config.needs_data is False (weight-only MinMax).
     """
     w_bits, a_bits = config.weight_bits, config.activation_bits
@@ -313,7 +315,7 @@ def calibrate_linear(weight: torch.Tensor, inputs: LinearInputs | None, config: 
         return OutputError(x, act.apply(x) if act is not None else x, weight)
 
     for _ in range(config.rounds):
-        before = _search_state(best_w, best_a, w_choice, a_choice)
+        before = _round_inputs(best_a, w_choice, a_choice)
         error = output_error()
         for f in w_formats:
             best_w[f] = search_weight(weight, f, error, grid, config.shortlist)
@@ -326,14 +328,18 @@ def calibrate_linear(weight: torch.Tensor, inputs: LinearInputs | None, config: 
         if quantize_act:
             act_error = ActivationError(x, weight, best_w[w_choice].apply(weight, channel_axis=0))
             a_choice = min(a_formats, key=lambda f: act_error(best_a[f].apply(x)))
-        if _search_state(best_w, best_a, w_choice, a_choice) == before:
+        if _round_inputs(best_a, w_choice, a_choice) == before:
             break
     return LinearQuant(best_w[w_choice], best_a.get(a_choice) if quantize_act else None)
 
 
-def _search_state(best_w: dict, best_a: dict, w_choice: Format, a_choice: Format | None) -> tuple:
-    """Everything a search round starts from, as comparable values."""
-    tensors = [t for quant in [*best_w.values(), *best_a.values()] for t in (quant.scale, quant.shift)]
+def _round_inputs(best_a: dict, w_choice: Format, a_choice: Format | None) -> tuple:
+    """Everything a search round's results depend on, as comparable values: the chosen formats and the
+    chosen activation quantizer (the weight searches start from the output error it leaves, the
+    activation searches from the chosen format's searched weights). A round that ends where it
+    started is a fixed point: the next would repeat it exactly."""
+    act = best_a.get(a_choice)
+    tensors = () if act is None else (act.scale, act.shift)
     return (w_choice, a_choice, tuple(None if t is None else tuple(t.reshape(-1).tolist()) for t in tensors))
 
 
