@@ -21,6 +21,7 @@ from fp4sim.quant.blockquant import (
     BlockLinearQuant,
     decode_scales,
     fake_quantize_blocks,
+    fake_quantize_blocks_ops,
     fold_block_linear,
     forward_simulator,
     forward_torch,
@@ -134,7 +135,7 @@ def edge_rows(generator: torch.Generator) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("method", ["mxfp4", "nvfp4"])
-def test_torch_block_quantizer_equals_the_codec_bit_for_bit(method: str) -> None:
+def test_torch_ops_block_quantizer_equals_the_codec_bit_for_bit(method: str) -> None:
     fmt = get_block_format(method)
     generator = torch.Generator().manual_seed(5)
     x = edge_rows(generator)
@@ -147,14 +148,15 @@ def test_torch_block_quantizer_equals_the_codec_bit_for_bit(method: str) -> None
             if fmt.tensor_scale and amax > 0:
                 scale = np.float32(max(amax / 2688 * factor, 2.0**-140))  # down to FP32's subnormals
             codec = block_quantize(row.numpy(), fmt, tensor_scale=scale if fmt.tensor_scale else None)
-            values, scales = fake_quantize_blocks(row, fmt, scale)
+            values, scales = fake_quantize_blocks_ops(row, fmt, scale)
             expected = block_dequantize(codec, include_tensor_scale=False)
             assert np.array_equal(values.numpy().view(np.uint32), expected.view(np.uint32)), (row, scale)
             assert np.array_equal(scales.numpy().view(np.uint32), decode_scales(codec).view(np.uint32))
             compared += 1
     assert compared >= len(x)
-    with pytest.raises(ValueError, match="non-finite"):
-        fake_quantize_blocks(torch.tensor([[1.0, float("nan")]]), fmt, np.float32(1))
+    for quantize in (fake_quantize_blocks, fake_quantize_blocks_ops):
+        with pytest.raises(ValueError, match="non-finite"):
+            quantize(torch.tensor([[1.0, float("nan")]]), fmt, np.float32(1))
 
 
 @pytest.mark.parametrize("method", ["mxfp4", "nvfp4"])

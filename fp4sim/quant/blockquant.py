@@ -201,8 +201,19 @@ def fake_quantize_blocks(
     x: torch.Tensor, fmt: BlockFormat, tensor_scale: np.float32
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``block_dequantize(block_quantize(x, fmt, tensor_scale=...), include_tensor_scale=False)`` for float32
-    `x` (rows, K) in torch ops on x's device, the same bits: the values ``value(q) * S_b`` (rows, K) and the
-    block scales ``S_b`` (rows, blocks). Non-finite input raises ValueError, as the codec does."""
+    `x` (rows, K) on x's device: the values ``value(q) * S_b`` (rows, K) and the block scales ``S_b`` (rows,
+    blocks). NVFP4 on the CPU takes the codec's kernels on a view of x (its float64 quotients cost torch
+    several times more there); the rest takes fake_quantize_blocks_ops (the same bits)."""
+    if fmt.tensor_scale and x.device.type == "cpu":
+        t = block_quantize(x.numpy(), fmt, tensor_scale=tensor_scale)
+        return torch.from_numpy(block_dequantize(t, include_tensor_scale=False)), torch.from_numpy(decode_scales(t))
+    return fake_quantize_blocks_ops(x, fmt, tensor_scale)
+
+
+def fake_quantize_blocks_ops(
+    x: torch.Tensor, fmt: BlockFormat, tensor_scale: np.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """fake_quantize_blocks in torch ops on any device. Non-finite input raises ValueError, as the codec does."""
     rows, k = x.shape
     pad = -k % fmt.block_size
     blocks = (F.pad(x, (0, pad)) if pad else x).reshape(rows, -1, fmt.block_size)
@@ -273,7 +284,7 @@ def forward_torch(layer: BlockLinear, x: torch.Tensor, weight: WeightOperand) ->
         if fmt.tensor_scale:
             y.mul_(float(np.float32(layer.input_tensor_scale * layer.weight.tensor_scale)))
     y = y.reshape(*x.shape[:-1], layer.out_features)
-    return y if layer.bias is None else y + layer.bias.to(x.device)
+    return y if layer.bias is None else y.add_(layer.bias.to(x.device))
 
 
 def forward_simulator(layer: BlockLinear, x: torch.Tensor, accum: str = "exact") -> torch.Tensor:

@@ -140,9 +140,9 @@ def forward_torch(layer: FoldedLinear, x: torch.Tensor, weight_values: torch.Ten
         dtype = exact_sum_dtype(
             layer.input_format, layer.weight_format, int(layer.input_shift.max()), layer.in_features
         )
-        acc = F.linear(input_values(layer, x).to(dtype), weight_values.to(dtype)) + 0.0  # +0, never -0 (spec 2.4)
-        y = acc.float() * layer.output_scale.to(x.device)
-    return y if layer.bias is None else y + layer.bias.to(x.device)
+        acc = F.linear(input_values(layer, x).to(dtype), weight_values.to(dtype)).add_(0.0)  # +0, never -0 (2.4)
+        y = acc.float().mul_(layer.output_scale.to(x.device))
+    return y if layer.bias is None else y.add_(layer.bias.to(x.device))
 
 
 def forward_simulator(layer: FoldedLinear, x: torch.Tensor, accum: str = "exact") -> torch.Tensor:
