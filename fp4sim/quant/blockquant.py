@@ -175,9 +175,9 @@ def row_grid(values: torch.Tensor, lsb: torch.Tensor) -> tuple[torch.Tensor, tor
     return values.abs().amax(-1).double() / finest, finest
 
 
-def sum_dtype(fmt: BlockFormat, scales: torch.Tensor, grid: torch.Tensor) -> torch.dtype:
-    """float32 when the float32 product of activations with block scales `scales` (rows, blocks) and the
-    weight of WeightOperand.grid `grid` is exact, else float64 (docs/spec.md 7.6).
+def float32_rows(fmt: BlockFormat, scales: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """(rows,) bool: whether the float32 product of an activation row with block scales `scales` (rows,
+    blocks) and the weight of WeightOperand.grid `grid` is exact (docs/spec.md 7.6).
 
     Every product ``a_k w_k`` of output (m, n) is a multiple of ``L = L_m L_n`` and every partial sum, in any
     order, is at most ``sum_k |a_k| max|w_n| <= B * 6 * sum_b S_b * max|w_n|``; when that is at most
@@ -188,13 +188,25 @@ def sum_dtype(fmt: BlockFormat, scales: torch.Tensor, grid: torch.Tensor) -> tor
     finest = block_lsb(fmt, scales).amin(-1)
     total = scales.sum(-1, dtype=torch.float64) * (fmt.block_size * ELEMENT_MAX) / finest
     ratio, lsb_min, lsb_max = grid
-    coarsest = torch.where(torch.isfinite(finest), finest, 0.0).max()
-    exact = (
-        (total.max() * ratio <= FLOAT32_SUM_LIMIT)
-        & (finest.min() * lsb_min >= FLOAT32_TINY)
-        & (coarsest * lsb_max <= FLOAT32_GRID_MAX)
+    zero = torch.isinf(finest)  # an all-zero row: every product is 0
+    return zero | (
+        (total * ratio <= FLOAT32_SUM_LIMIT)
+        & (finest * lsb_min >= FLOAT32_TINY)
+        & (finest * lsb_max <= FLOAT32_GRID_MAX)
     )
-    return torch.float32 if bool(exact) else torch.float64
+
+
+def exact_product(a: torch.Tensor, w: torch.Tensor, float32: torch.Tensor) -> torch.Tensor:
+    """``a @ w.T`` (float32 operands) summed exactly and rounded once to float32: in float32 for the rows
+    `float32` marks, in float64 for the rest; ``+0`` for a zero sum, never ``-0`` (spec 7.5)."""
+    if bool(float32.all()):
+        return F.linear(a, w).add_(0.0)
+    if not bool(float32.any()):
+        return F.linear(a.double(), w.double()).add_(0.0).float()
+    y = torch.empty(a.shape[0], w.shape[0], device=a.device)
+    y[float32] = F.linear(a[float32], w)
+    y[~float32] = F.linear(a[~float32].double(), w.double()).float()
+    return y.add_(0.0)
 
 
 def fake_quantize_blocks(
@@ -279,8 +291,7 @@ def forward_torch(layer: BlockLinear, x: torch.Tensor, weight: WeightOperand) ->
     else:
         fmt = layer.input_format
         a, scales = fake_quantize_blocks(rows, fmt, layer.input_tensor_scale)
-        dtype = sum_dtype(fmt, scales, weight.grid)
-        y = F.linear(a.to(dtype), weight.values.to(dtype)).add_(0.0).float()  # +0, never -0 (spec 7.5)
+        y = exact_product(a, weight.values, float32_rows(fmt, scales, weight.grid))
         if fmt.tensor_scale:
             y.mul_(float(np.float32(layer.input_tensor_scale * layer.weight.tensor_scale)))
     y = y.reshape(*x.shape[:-1], layer.out_features)
