@@ -39,6 +39,7 @@ from ..codec.blockscaled import (
 from ..gemm.block import block_gemm
 from .config import UNQUANTIZED, QuantConfig
 from .fakequant import fake_quantize, pow2, round_to_grid
+from .folded import check_full_float32
 
 FLOAT32_SUM_LIMIT = 2.0**24  # integers up to 2^24 are exact in float32
 FLOAT32_TINY = 2.0**-149  # FP32's smallest subnormal: a grid step below it underflows
@@ -285,6 +286,7 @@ def quantize_input(layer: BlockLinear, x: torch.Tensor) -> BlockTensor:
 
 def forward_torch(layer: BlockLinear, x: torch.Tensor, weight: WeightOperand) -> torch.Tensor:
     """The layer in torch ops on x's device; `weight` is weight_operand(layer) there. float32 out."""
+    check_full_float32(x)
     rows = x.detach().float().reshape(-1, layer.in_features)
     if layer.input_format is None:
         y = F.linear(rows, weight.values)
