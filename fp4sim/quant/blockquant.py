@@ -8,9 +8,10 @@ the calibration inputs.
 
 Two forward paths compute ``y = alpha * sum_b S_a S_w sum_i q_a q_w``.
 ``simulator`` runs ``fp4sim.block_gemm`` (any accumulation model). ``torch``
-block-quantizes the activations on their device (the codec's bits) and multiplies the operands ``value(q) * S_b`` (exact float32 values):
-in float32 when a bound on the data shows every partial sum is exact
-(docs/spec.md 7.6), else in float64, then rounds to float32 once.
+block-quantizes the activations on their device (the codec's bits) and
+multiplies the operands ``value(q) * S_b`` (exact float32 values): in
+float32 for the rows where a bound on the data shows every partial sum is
+exact (docs/spec.md 7.6), else in float64, then rounds to float32 once.
 """
 
 from __future__ import annotations
