@@ -14,11 +14,15 @@ import torch
 from transformers import AutoTokenizer, LlamaForCausalLM
 
 from fp4sim.cli import main
-from fp4sim.codec.blockscaled import block_dequantize, block_quantize, nvfp4_tensor_scale
+from fp4sim.codec.blockscaled import block_dequantize, block_quantize, get_block_format, nvfp4_tensor_scale
 from fp4sim.models.checkpoint import DEFAULT_MODEL
 from fp4sim.models.perplexity import tokenize_text
 from fp4sim.quant.blockquant import (
     BlockLinearQuant,
+    decode_scales,
+    fake_quantize_blocks,
+    fake_quantize_blocks_ops,
+    float32_rows,
     fold_block_linear,
     forward_simulator,
     forward_torch,
@@ -116,6 +120,66 @@ def test_layer_paths_agree_on_outliers_and_approximate_the_float_layer(method: s
     assert torch.equal(torch_path.view(torch.int32), forward_simulator(layer, x).view(torch.int32))
     reference = torch.nn.functional.linear(x, weight, layer.bias)
     assert float((torch_path - reference).norm() / reference.norm()) < 0.2  # FP4 noise, not a wrong layer
+
+
+def edge_rows(generator: torch.Generator) -> torch.Tensor:
+    """Rows of 70 values (a short last block) over FP32's range: zeros of both signs, E2M1's rounding ties and
+    saturation at one block scale, subnormal inputs and scales, and values near FP32's largest."""
+    ties = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0, 7.0, -0.25, -2.5, 0.0, -0.0, 8.0])
+    rows = [ties.repeat(5) * 2.0**e for e in (-140, -130, -127, -126, -100, -9, 0, 3, 60, 100, 120)]
+    for e in range(-149, 128, 3):
+        rows.append(torch.randn(70, generator=generator) * 2.0**e)
+        rows.append(torch.where(torch.rand(70, generator=generator) < 0.5, rows[-1], torch.zeros(())))
+    x = torch.stack(rows)
+    return torch.where(torch.isfinite(x), x, torch.full_like(x, 3.0e38))
+
+
+@pytest.mark.parametrize("method", ["mxfp4", "nvfp4"])
+def test_torch_ops_block_quantizer_equals_the_codec_bit_for_bit(method: str) -> None:
+    fmt = get_block_format(method)
+    generator = torch.Generator().manual_seed(5)
+    x = edge_rows(generator)
+    compared = 0
+    for row in x:  # NVFP4 takes a tensor scale per call: one row at a time, scales around and off its amax
+        row = row[None]
+        amax = float(row.abs().max())
+        for factor in (1.0, 0.001, 37.0) if fmt.tensor_scale else (1.0,):
+            scale = np.float32(1)
+            if fmt.tensor_scale and amax > 0:
+                scale = np.float32(max(amax / 2688 * factor, 2.0**-140))  # down to FP32's subnormals
+            codec = block_quantize(row.numpy(), fmt, tensor_scale=scale if fmt.tensor_scale else None)
+            values, scales = fake_quantize_blocks_ops(row, fmt, scale)
+            expected = block_dequantize(codec, include_tensor_scale=False)
+            assert np.array_equal(values.numpy().view(np.uint32), expected.view(np.uint32)), (row, scale)
+            assert np.array_equal(scales.numpy().view(np.uint32), decode_scales(codec).view(np.uint32))
+            compared += 1
+    assert compared >= len(x)
+    for quantize in (fake_quantize_blocks, fake_quantize_blocks_ops):
+        with pytest.raises(ValueError, match="non-finite"):
+            quantize(torch.tensor([[1.0, float("nan")]]), fmt, np.float32(1))
+
+
+@pytest.mark.parametrize("method", ["mxfp4", "nvfp4"])
+def test_layer_paths_agree_where_the_float32_bound_holds_and_where_it_does_not(method: str) -> None:
+    """Rows with narrow block scales take the float32 product, rows whose scales spread over 2^16 float64
+    (a whole call either way, or split by row); every case gives the simulator's bits."""
+    fmt = get_block_format(method)
+    generator = torch.Generator().manual_seed(6)
+    weight = torch.randn(16, 96, generator=generator)
+    narrow = torch.randn(5, 96, generator=generator).clamp(-2, 2)
+    wide = narrow * torch.exp2(torch.tensor([-8.0, 0.0, 8.0]).repeat_interleave(32))  # one scale per block
+    mixed = torch.cat([narrow[:2], wide[:2], torch.zeros(1, 96), -torch.zeros(1, 96)])
+    seen = set()
+    for x in (narrow, wide, mixed):
+        scale = float(nvfp4_tensor_scale(float(x.abs().max()))) if fmt.tensor_scale else 1.0
+        layer = fold_block_linear(weight, BlockLinearQuant(fmt, True, scale))
+        operand = weight_operand(layer)
+        _, scales = fake_quantize_blocks(x, fmt, layer.input_tensor_scale)
+        float32 = float32_rows(fmt, scales, operand.grid)
+        seen.add((bool(float32.any()), bool(float32.all())))
+        torch_path = forward_torch(layer, x, operand)
+        assert torch.equal(torch_path.view(torch.int32), forward_simulator(layer, x).view(torch.int32))
+    assert seen == {(True, True), (False, False), (True, False)}
 
 
 def test_weight_only_layers_run_on_torch_and_refuse_the_simulator(checkpoint: Path, tmp_path: Path) -> None:

@@ -8,20 +8,27 @@ the calibration inputs.
 
 Two forward paths compute ``y = alpha * sum_b S_a S_w sum_i q_a q_w``.
 ``simulator`` runs ``fp4sim.block_gemm`` (any accumulation model). ``torch``
-multiplies the block-dequantized operands (exact float32 values) in float64
-and rounds to float32; that is the exact sum, rounded once, whenever float64
-holds every partial sum exactly, which the simulate report measures.
+block-quantizes the activations on their device (the codec's bits) and
+multiplies the operands ``value(q) * S_b`` (exact float32 values): in
+float32 for the rows where a bound on the data shows every partial sum is
+exact (docs/spec.md 7.6), else in float64, then rounds to float32 once.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..codec import decode
 from ..codec.blockscaled import (
+    E8M0_BIAS,
+    ELEMENT,
+    ELEMENT_MAX,
     BlockFormat,
     BlockTensor,
     block_dequantize,
@@ -31,6 +38,12 @@ from ..codec.blockscaled import (
 )
 from ..gemm.block import block_gemm
 from .config import UNQUANTIZED, QuantConfig
+from .fakequant import fake_quantize, pow2, round_to_grid
+from .folded import check_full_float32
+
+FLOAT32_SUM_LIMIT = 2.0**24  # integers up to 2^24 are exact in float32
+FLOAT32_TINY = 2.0**-149  # FP32's smallest subnormal: a grid step below it underflows
+FLOAT32_GRID_MAX = 2.0**103  # a grid step whose 2^24 multiples stay below FP32's 2^128
 
 
 @dataclass(frozen=True)
@@ -113,12 +126,158 @@ def fold_block_linear(weight: torch.Tensor, quant: BlockLinearQuant, bias: torch
     )
 
 
-def weight_operand(layer: BlockLinear) -> torch.Tensor:
-    """The torch path's weight: element values times block scales, exact in float32; float64 when
-    activations are quantized (the sum is formed there), else the full float32 dequantized weight."""
+class WeightOperand(NamedTuple):
+    """The torch path's weight, built once per layer.
+
+    values: (out, in) float32 ``value(q) * S_b``, exact (times the tensor scale, rounded, when weight-only).
+    grid: float64 (3,): over rows n with a nonzero scale, max of max|w_n| / L_n, min L_n and max L_n, where
+        L_n is a power of two every element of row n is a multiple of (block_lsb).
+    """
+
+    values: torch.Tensor
+    grid: torch.Tensor
+
+    def to(self, device: torch.device | str) -> WeightOperand:
+        return WeightOperand(self.values.to(device), self.grid.to(device))
+
+
+def weight_operand(layer: BlockLinear) -> WeightOperand:
+    """The layer's WeightOperand, on the CPU."""
+    weight = layer.weight
+    zero = torch.tensor([0.0, math.inf, 0.0], dtype=torch.float64)  # the grid of an all-zero weight
     if layer.input_format is None:
-        return torch.from_numpy(block_dequantize(layer.weight))
-    return torch.from_numpy(block_dequantize(layer.weight, include_tensor_scale=False)).double()
+        return WeightOperand(torch.from_numpy(block_dequantize(weight)), zero)
+    values = torch.from_numpy(block_dequantize(weight, include_tensor_scale=False))
+    ratio, finest = row_grid(values, block_lsb(weight.fmt, torch.from_numpy(decode_scales(weight))))
+    nonzero = torch.isfinite(finest)
+    if not nonzero.any():
+        return WeightOperand(values, zero)
+    return WeightOperand(values, torch.stack([ratio.max(), finest[nonzero].min(), finest[nonzero].max()]))
+
+
+def decode_scales(t: BlockTensor) -> np.ndarray:
+    """float32 block scales ``S_b`` of a block tensor (NaN for MXFP4's NaN code)."""
+    return decode(t.scales, t.fmt.scale).astype(np.float32)
+
+
+def block_lsb(fmt: BlockFormat, scales: torch.Tensor) -> torch.Tensor:
+    """Per block, a power of two every ``value(q) * S_b`` is a multiple of: half the scale's last place
+    (E2M1 values are multiples of 1/2); +inf for a zero scale (its elements are all zero)."""
+    if fmt.tensor_scale:  # E4M3: 1 + 3 fraction bits at the scale's binade, subnormal steps below
+        _, exponent = torch.frexp(scales)
+        floor = torch.full_like(exponent, fmt.scale.lowest_exponent)
+        lsb = pow2(torch.maximum(exponent - 1, floor) - fmt.scale.mbits - 1)
+    else:  # E8M0: the scale is a power of two; halving it is exact down to 2^-128
+        lsb = scales * 0.5
+    return torch.where(scales > 0, lsb.double(), math.inf)
+
+
+def row_grid(values: torch.Tensor, lsb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of `values` (rows, K) with block LSBs `lsb` (rows, blocks), float64: (max|v| / L, L), with L
+    the row's finest block LSB (0 and +inf for an all-zero row)."""
+    finest = lsb.amin(-1)
+    return values.abs().amax(-1).double() / finest, finest
+
+
+def float32_rows(fmt: BlockFormat, scales: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """(rows,) bool: whether the float32 product of an activation row with block scales `scales` (rows,
+    blocks) and the weight of WeightOperand.grid `grid` is exact (docs/spec.md 7.6).
+
+    Every product ``a_k w_k`` of output (m, n) is a multiple of ``L = L_m L_n`` and every partial sum, in any
+    order, is at most ``sum_k |a_k| max|w_n| <= B * 6 * sum_b S_b * max|w_n|``; when that is at most
+    ``2^24 L``, each partial sum is an integer multiple of L below 2^24 L, exact in float32 as long as L
+    neither underflows nor overflows. The scales are multiples of L_m, so their float64 sum is exact up to
+    2^53 L_m, far past the 2^24 L_m tested here: rounding cannot turn a failing row into a passing one.
+    """
+    finest = block_lsb(fmt, scales).amin(-1)
+    total = scales.sum(-1, dtype=torch.float64) * (fmt.block_size * ELEMENT_MAX) / finest
+    ratio, lsb_min, lsb_max = grid
+    zero = torch.isinf(finest)  # an all-zero row: every product is 0
+    return zero | (
+        (total * ratio <= FLOAT32_SUM_LIMIT)
+        & (finest * lsb_min >= FLOAT32_TINY)
+        & (finest * lsb_max <= FLOAT32_GRID_MAX)
+    )
+
+
+def exact_product(a: torch.Tensor, w: torch.Tensor, float32: torch.Tensor) -> torch.Tensor:
+    """``a @ w.T`` (float32 operands) summed exactly and rounded once to float32: in float32 for the rows
+    `float32` marks, in float64 for the rest; ``+0`` for a zero sum, never ``-0`` (spec 7.5)."""
+    if bool(float32.all()):
+        return F.linear(a, w).add_(0.0)
+    if not bool(float32.any()):
+        return F.linear(a.double(), w.double()).add_(0.0).float()
+    y = torch.empty(a.shape[0], w.shape[0], device=a.device)
+    y[float32] = F.linear(a[float32], w)
+    y[~float32] = F.linear(a[~float32].double(), w.double()).float()
+    return y.add_(0.0)
+
+
+def fake_quantize_blocks(
+    x: torch.Tensor, fmt: BlockFormat, tensor_scale: np.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``block_dequantize(block_quantize(x, fmt, tensor_scale=...), include_tensor_scale=False)`` for float32
+    `x` (rows, K) on x's device: the values ``value(q) * S_b`` (rows, K) and the block scales ``S_b`` (rows,
+    blocks). NVFP4 on the CPU takes the codec's kernels on a view of x (its float64 quotients cost torch
+    several times more there); the rest takes fake_quantize_blocks_ops (the same bits)."""
+    if fmt.tensor_scale and x.device.type == "cpu":
+        t = block_quantize(x.numpy(), fmt, tensor_scale=tensor_scale)
+        return torch.from_numpy(block_dequantize(t, include_tensor_scale=False)), torch.from_numpy(decode_scales(t))
+    return fake_quantize_blocks_ops(x, fmt, tensor_scale)
+
+
+def fake_quantize_blocks_ops(
+    x: torch.Tensor, fmt: BlockFormat, tensor_scale: np.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """fake_quantize_blocks in torch ops on any device. Non-finite input raises ValueError, as the codec does."""
+    rows, k = x.shape
+    pad = -k % fmt.block_size
+    blocks = (F.pad(x, (0, pad)) if pad else x).reshape(rows, -1, fmt.block_size)
+    amax = blocks.abs().amax(-1)
+    if not bool(torch.isfinite(amax).all()):
+        raise ValueError("x has non-finite values; block formats encode finite input only")
+    if fmt.tensor_scale:
+        values, scales = _nvfp4_values(blocks, amax, tensor_scale)
+    else:
+        values, scales = _mxfp4_values(blocks, amax)
+    return values.reshape(rows, -1)[:, :k], scales
+
+
+def _mxfp4_values(blocks: torch.Tensor, amax: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """spec 7.2: E from amax's exponent bits, elements E2M1(x / 2^E) * 2^E (a power-of-two division: exact,
+    except where it falls below FP32's normal range, and those values round to zero either way)."""
+    _, exponent = torch.frexp(amax)  # amax = f * 2^exponent, f in [0.5, 1)
+    emax = math.floor(math.log2(ELEMENT_MAX))
+    shared = torch.where(amax > 0, exponent - 1 - emax, -E8M0_BIAS).clamp(-E8M0_BIAS, E8M0_BIAS)
+    # 2^E from the bits; 2^-127 is a float32 subnormal, which pow2 leaves out
+    scales = torch.where(shared > -E8M0_BIAS, pow2(shared.clamp(min=1 - E8M0_BIAS)), 2.0**-E8M0_BIAS)
+    values = fake_quantize(blocks.reshape(-1, blocks.shape[-1]), ELEMENT, scales.reshape(-1, 1))
+    return values.reshape(blocks.shape), scales
+
+
+def _nvfp4_values(
+    blocks: torch.Tensor, amax: torch.Tensor, tensor_scale: np.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """spec 7.3, with the codec's float64 quotients (exact divisors, one rounding each)."""
+    s_t = torch.tensor(float(tensor_scale), dtype=torch.float64, device=blocks.device)
+    fmt = get_block_format("nvfp4").scale
+    scales = _round(amax.double() / (ELEMENT_MAX * s_t), fmt.mbits, fmt.lowest_exponent, float(fmt.max_value))
+    scales = scales.float()
+    divisor = (scales.double() * s_t)[..., None]  # exact: 4 x 24 significant bits
+    quotient = blocks.double() / torch.where(divisor > 0, divisor, 1.0)
+    elements = _round(quotient, ELEMENT.mbits, ELEMENT.lowest_exponent, ELEMENT_MAX)
+    values = torch.where(divisor > 0, elements * scales[..., None], 0.0)  # a zero scale gives +0 codes
+    return values.float(), scales
+
+
+def _round(y: torch.Tensor, mbits: int, lowest_exponent: int, largest: float) -> torch.Tensor:
+    """round_to_grid with a format's constants as tensors on y's device."""
+    return round_to_grid(
+        y,
+        mbits,
+        torch.tensor(lowest_exponent, dtype=torch.int32, device=y.device),
+        torch.tensor(largest, dtype=y.dtype, device=y.device),
+    )
 
 
 def quantize_input(layer: BlockLinear, x: torch.Tensor) -> BlockTensor:
@@ -128,16 +287,20 @@ def quantize_input(layer: BlockLinear, x: torch.Tensor) -> BlockTensor:
     return block_quantize(rows, layer.input_format, tensor_scale=scale)
 
 
-def forward_torch(layer: BlockLinear, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """The layer in torch ops; `weight` is weight_operand(layer) on x's device. float32 out."""
+def forward_torch(layer: BlockLinear, x: torch.Tensor, weight: WeightOperand) -> torch.Tensor:
+    """The layer in torch ops on x's device; `weight` is weight_operand(layer) there. float32 out."""
+    check_full_float32(x)
+    rows = x.detach().float().reshape(-1, layer.in_features)
     if layer.input_format is None:
-        y = F.linear(x.float(), weight)
+        y = F.linear(rows, weight.values)
     else:
-        a = torch.from_numpy(block_dequantize(quantize_input(layer, x), include_tensor_scale=False))
-        acc = F.linear(a.to(x.device, torch.float64), weight) + 0.0  # +0, never -0 (spec 7.5)
-        alpha = np.float32(layer.input_tensor_scale * layer.weight.tensor_scale)
-        y = acc.float().reshape(*x.shape[:-1], layer.out_features) * float(alpha)
-    return y if layer.bias is None else y + layer.bias.to(x.device)
+        fmt = layer.input_format
+        a, scales = fake_quantize_blocks(rows, fmt, layer.input_tensor_scale)
+        y = exact_product(a, weight.values, float32_rows(fmt, scales, weight.grid))
+        if fmt.tensor_scale:
+            y.mul_(float(np.float32(layer.input_tensor_scale * layer.weight.tensor_scale)))
+    y = y.reshape(*x.shape[:-1], layer.out_features)
+    return y if layer.bias is None else y.add_(layer.bias.to(x.device))
 
 
 def forward_simulator(layer: BlockLinear, x: torch.Tensor, accum: str = "exact") -> torch.Tensor:

@@ -61,10 +61,16 @@ def round_to_format(y: torch.Tensor, fmt: Format, shift: torch.Tensor | None = N
     power = fmt.max_value / significand  # an exact power of two
     top_step = power.numerator.bit_length() - power.denominator.bit_length()
     largest = significand * pow2(top_step - shift)  # exact: an FP32 normal power of two times a 24-bit integer
+    return round_to_grid(y, fmt.mbits, fmt.lowest_exponent - shift, largest)
+
+
+def round_to_grid(y: torch.Tensor, mbits: int, lowest_exponent: torch.Tensor, largest: torch.Tensor) -> torch.Tensor:
+    """Nearest-even onto the grid with `mbits` fraction bits, binades from `lowest_exponent` (subnormal steps
+    below), saturating at `largest`; signed zero kept. Exact for float32 or float64 `y` whose steps are FP32
+    normal numbers (the caller checks): frexp reads each binade from the bits, and every step is a power of two."""
     magnitude = torch.minimum(y.abs(), largest)  # clip before rounding: rounding then never overflows
     _, exponent = torch.frexp(magnitude)  # magnitude = f * 2^exponent, f in [0.5, 1); 0 for magnitude 0
-    step_exponent = torch.maximum(exponent - 1, fmt.lowest_exponent - shift) - fmt.mbits
-    step = pow2(step_exponent)
+    step = pow2(torch.maximum(exponent - 1, lowest_exponent) - mbits)
     return torch.copysign(torch.round(magnitude / step) * step, y)
 
 

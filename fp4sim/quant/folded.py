@@ -131,8 +131,22 @@ def exact_sum_dtype(fmt_a: Format, fmt_w: Format, max_shift: int, k: int) -> tor
     return torch.float32 if bound <= FLOAT32_EXACT else torch.float64
 
 
+def use_full_float32() -> None:
+    """Turn TF32 off for CUDA float32 matmuls: the torch paths' float32 sums are exact only at full precision."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+
+
+def check_full_float32(x: torch.Tensor) -> None:
+    """RuntimeError for a CUDA input while TF32 may round float32 matmuls (spec 6.2)."""
+    if x.is_cuda and (torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"):
+        raise RuntimeError("TF32 matmuls are on; exact float32 sums need fp4sim.quant.folded.use_full_float32()")
+
+
 def forward_torch(layer: FoldedLinear, x: torch.Tensor, weight_values: torch.Tensor) -> torch.Tensor:
     """The folded layer in torch ops; `weight_values` is code_values(weight_codes) on x's device. float32 out."""
+    check_full_float32(x)
     x = x.float()
     if layer.input_format is None:  # weight-only quantization
         y = F.linear(x, weight_values * layer.weight_scale.to(x.device)[:, None])
@@ -140,9 +154,9 @@ def forward_torch(layer: FoldedLinear, x: torch.Tensor, weight_values: torch.Ten
         dtype = exact_sum_dtype(
             layer.input_format, layer.weight_format, int(layer.input_shift.max()), layer.in_features
         )
-        acc = F.linear(input_values(layer, x).to(dtype), weight_values.to(dtype)) + 0.0  # +0, never -0 (spec 2.4)
-        y = acc.float() * layer.output_scale.to(x.device)
-    return y if layer.bias is None else y + layer.bias.to(x.device)
+        acc = F.linear(input_values(layer, x).to(dtype), weight_values.to(dtype)).add_(0.0)  # +0, never -0 (2.4)
+        y = acc.float().mul_(layer.output_scale.to(x.device))
+    return y if layer.bias is None else y.add_(layer.bias.to(x.device))
 
 
 def forward_simulator(layer: FoldedLinear, x: torch.Tensor, accum: str = "exact") -> torch.Tensor:

@@ -136,7 +136,9 @@ class BlockQuantizedLinear(SimulatedLinear):
     def __init__(self, layer: BlockLinear, backend: str = "torch", accum: str = "exact") -> None:
         super().__init__()
         self.layer = layer
-        self.register_buffer("weight_operand", blockquant.weight_operand(layer), persistent=False)
+        operand = blockquant.weight_operand(layer)
+        self.register_buffer("weight_values", operand.values, persistent=False)
+        self.register_buffer("weight_grid", operand.grid, persistent=False)
         self.set_backend(backend, accum)
 
     @property
@@ -157,4 +159,4 @@ class BlockQuantizedLinear(SimulatedLinear):
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         """The torch path on `x`, float32."""
-        return blockquant.forward_torch(self.layer, x, self.weight_operand)
+        return blockquant.forward_torch(self.layer, x, blockquant.WeightOperand(self.weight_values, self.weight_grid))

@@ -32,6 +32,7 @@ import torch
 
 from ...models.checkpoint import onloaded
 from ..config import QuantConfig
+from ..folded import use_full_float32
 from ..modules import set_backend
 from .kinds import KIND_OF_QUANT, KINDS
 from .schema import EXPORT_FORMAT, EXPORT_VERSION, METADATA_FILE, TENSORS_FILE, ExportError, read_metadata
@@ -132,6 +133,8 @@ def load_quantized(
     set_backend(model, backend, accum)
     with _as_export_error(root, third_party=True):
         tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
+    if torch.device(device).type != "cpu":
+        use_full_float32()
     return model.to(device).eval(), tokenizer, metadata
 
 
