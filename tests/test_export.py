@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, LlamaForCausalLM
 import fp4sim
 from fp4sim import get_format
 from fp4sim.cli import main
-from fp4sim.models.checkpoint import DEFAULT_MODEL, load_causal_lm
+from fp4sim.models.checkpoint import DEFAULT_MODEL, load_causal_lm, load_model
 from fp4sim.quant.calibrate import calibrate_model, calibration_windows
 from fp4sim.quant.config import QuantConfig
 from fp4sim.quant.export import (
@@ -394,3 +394,20 @@ def test_half_precision_checkpoints_quantize_and_run(checkpoint: Path, tmp_path:
         logits = on_torch(ids).logits
         assert logits.dtype == getattr(torch, dtype) and torch.isfinite(logits).all()
         assert torch.equal(logits, on_simulator(ids).logits)
+
+
+def test_loading_off_the_cpu_turns_tf32_off(checkpoint: Path) -> None:
+    """An FP32 reference or calibration computed in TF32 is not FP32: the loader turns it off on any device but
+    the CPU (the meta device stands in for a GPU here)."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")
+        load_model(checkpoint, device="cpu")
+        assert torch.get_float32_matmul_precision() == "high"  # the CPU has no TF32: the user's setting stays
+        load_model(checkpoint, device="meta")
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert torch.get_float32_matmul_precision() == "highest"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[:2]
+        torch.set_float32_matmul_precision(saved[2])

@@ -159,8 +159,9 @@ def load_model(
     (no ``hf_quantizer``, no ``config.quantization_config``). With `device_map`
     (e.g. "auto") accelerate places the layers across devices, CPU memory and
     `offload_folder` on disk, for models larger than one device; `device` is
-    then ignored. Raises what check_checkpoint raises, and ValueError for a
-    dtype not in DTYPES.
+    then ignored. Off the CPU, TF32 is turned off (use_full_float32): the FP32
+    reference and calibration's statistics are full float32. Raises what
+    check_checkpoint raises, and ValueError for a dtype not in DTYPES.
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -173,6 +174,8 @@ def load_model(
     model = AutoModelForCausalLM.from_pretrained(
         source, local_files_only=True, dtype=getattr(torch, dtype), **gguf, **placement
     )
+    if device_map is not None or torch.device(device).type != "cpu":
+        use_full_float32()
     if gguf:  # the weights are plain dequantized tensors now: nothing is GGUF-quantized any more
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
@@ -184,6 +187,16 @@ def _pretrained_arguments(path: str | Path, gguf_file: str | None) -> tuple[Path
     """What from_pretrained takes for this checkpoint: the directory, and gguf_file= when it is a GGUF file."""
     gguf = gguf_location(path, gguf_file)
     return (Path(path), {}) if gguf is None else (gguf[0], {"gguf_file": gguf[1]})
+
+
+def use_full_float32() -> None:
+    """Turn TF32 off for CUDA float32 matmuls: the torch paths' float32 sums are exact only at full precision,
+    and an FP32 reference computed in TF32 is not FP32."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
 
 
 @contextmanager

@@ -131,17 +131,10 @@ def exact_sum_dtype(fmt_a: Format, fmt_w: Format, max_shift: int, k: int) -> tor
     return torch.float32 if bound <= FLOAT32_EXACT else torch.float64
 
 
-def use_full_float32() -> None:
-    """Turn TF32 off for CUDA float32 matmuls: the torch paths' float32 sums are exact only at full precision."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-
-
 def check_full_float32(x: torch.Tensor) -> None:
     """RuntimeError for a CUDA input while TF32 may round float32 matmuls (spec 6.2)."""
     if x.is_cuda and (torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"):
-        raise RuntimeError("TF32 matmuls are on; exact float32 sums need fp4sim.quant.folded.use_full_float32()")
+        raise RuntimeError("TF32 matmuls are on; exact float32 sums need fp4sim.models.checkpoint.use_full_float32()")
 
 
 def forward_torch(layer: FoldedLinear, x: torch.Tensor, weight_values: torch.Tensor) -> torch.Tensor:

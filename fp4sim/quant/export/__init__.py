@@ -30,9 +30,8 @@ from typing import Any
 
 import torch
 
-from ...models.checkpoint import onloaded
+from ...models.checkpoint import onloaded, use_full_float32
 from ..config import QuantConfig
-from ..folded import use_full_float32
 from ..modules import set_backend
 from .kinds import KIND_OF_QUANT, KINDS
 from .schema import EXPORT_FORMAT, EXPORT_VERSION, METADATA_FILE, TENSORS_FILE, ExportError, read_metadata
