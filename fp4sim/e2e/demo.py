@@ -28,7 +28,7 @@ def run_demo(out: str | Path = DEMO_DIR, *, tiles: int = COSIM_TILES, overwrite:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    config = QuantConfig()  # fpq 4/4/4, the paper's search settings
+    config = QuantConfig()  # fpq 4/4/4, default settings (docs/quantization.md)
     print(f"[1/4] quantizing {DEFAULT_MODEL.name} with LLM-FP4 ({config.method} {config.bits}, paper defaults)")
     calib = (DEFAULT_CORPUS / "train.txt").read_text(encoding="utf-8")
     export = quantize_checkpoint(DEFAULT_MODEL, calib, config, out / "export", overwrite=overwrite)

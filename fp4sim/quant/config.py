@@ -47,7 +47,7 @@ class QuantConfig:
     grid_high: float = 1.2
     grid_points: int = 100
     rounds: int = 3
-    shortlist: int | None = 4
+    shortlist: int | None = 2
     calib_samples: int | None = None
     calib_length: int = 2048
     search_tokens: int | None = 2048
