@@ -66,10 +66,10 @@ def perplexity(
         for length in sorted({end - begin for begin, end, _ in batch}):  # equal lengths stack into one forward
             same = [(begin, end, first) for begin, end, first in batch if end - begin == length]
             inputs = torch.stack([ids[begin:end] for begin, end, _ in same]).to(device)
-            log_probs = torch.log_softmax(model(inputs).logits[:, :-1].float(), dim=-1)
-            picked = log_probs.gather(-1, inputs[:, 1:, None])[..., 0].double()
-            for row, (_, _, first) in enumerate(same):
-                total -= picked[row, first - 1 :].sum().item()
+            logits = model(inputs).logits
+            for row, (_, _, first) in enumerate(same):  # one window's scored positions at a time: vocab-wide rows
+                log_probs = torch.log_softmax(logits[row, first - 1 : -1].float(), dim=-1)
+                total -= log_probs.gather(-1, inputs[row, first:, None])[:, 0].double().sum().item()
                 count += length - first
     nll = total / count
     return Perplexity(math.exp(nll), nll, count)
