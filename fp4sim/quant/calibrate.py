@@ -78,8 +78,10 @@ def calibration_windows(ids: torch.Tensor, samples: int, length: int, seed: int)
     return torch.stack([ids[s : s + length] for s in starts.tolist()]).reshape(samples, length)
 
 
-def model_calibration_windows(context: int, ids: torch.Tensor, config: QuantConfig) -> torch.Tensor:
-    """The config's calibration windows (config.windows of them), their length capped at the model's context."""
+def model_calibration_windows(context: int, ids: torch.Tensor | None, config: QuantConfig) -> torch.Tensor:
+    """The config's calibration windows (config.windows of them), their length capped at the model's context.
+
+    ids may be None where the config reads no data (no windows)."""
     length = min(config.calib_length, context)
     if config.windows == 0:
         return torch.empty(0, length, dtype=torch.long)

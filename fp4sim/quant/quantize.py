@@ -35,13 +35,15 @@ def quantize_checkpoint(
     checkpoint, the target and the calibration text are checked before the
     model loads; the export appears whole or not at all. `device_map` and
     `offload_folder` go to accelerate (load_model) for models larger than one device.
-    `times` receives the wall time of each stage (load, forward passes, searches, export).
+    `times` receives the wall time of each stage (tokenize, load, forward passes, searches, export).
     """
     times = times or StageTimes()
     context = check_checkpoint(model_path, gguf_file).get("max_position_embeddings", config.calib_length)
     check_target(Path(out), overwrite)
-    tokenizer = load_tokenizer(model_path, gguf_file)
-    windows = model_calibration_windows(context, tokenize_text(tokenizer, calib_text), config)
+    with times("tokenize"):
+        tokenizer = load_tokenizer(model_path, gguf_file)
+        ids = tokenize_text(tokenizer, calib_text) if config.needs_data else None  # MXFP4 reads no text
+        windows = model_calibration_windows(context, ids, config)
     with times("load"):
         model = load_model(
             model_path,
