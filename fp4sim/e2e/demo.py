@@ -29,7 +29,7 @@ def run_demo(out: str | Path = DEMO_DIR, *, tiles: int = COSIM_TILES, overwrite:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     config = QuantConfig()  # fpq 4/4/4, default settings (docs/quantization.md)
-    print(f"[1/4] quantizing {DEFAULT_MODEL.name} with LLM-FP4 ({config.method} {config.bits}, paper defaults)")
+    print(f"[1/4] quantizing {DEFAULT_MODEL.name} with LLM-FP4 ({config.method} {config.bits}, default settings)")
     calib = (DEFAULT_CORPUS / "train.txt").read_text(encoding="utf-8")
     export = quantize_checkpoint(DEFAULT_MODEL, calib, config, out / "export", overwrite=overwrite)
     print(f"[2/4] perplexity of the FP32 model and of the export on torch ({DEFAULT_CORPUS / 'valid.txt'})")
