@@ -128,19 +128,11 @@ def _supported(config: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def load_causal_lm(
-    path: str | Path = DEFAULT_MODEL,
-    *,
-    gguf_file: str | None = None,
-    dtype: str = "float32",
-    device: str = "cpu",
-    device_map: str | dict | None = None,
-    offload_folder: str | Path | None = None,
+    path: str | Path = DEFAULT_MODEL, *, gguf_file: str | None = None, **options: Any
 ) -> tuple[Any, Any]:
-    """(model, tokenizer) from a supported local checkpoint: load_model's model and load_tokenizer's tokenizer."""
-    model = load_model(
-        path, gguf_file=gguf_file, dtype=dtype, device=device, device_map=device_map, offload_folder=offload_folder
-    )
-    return model, load_tokenizer(path, gguf_file)
+    """(model, tokenizer) from a supported local checkpoint: load_model(path, gguf_file=..., **options) (dtype,
+    device, device_map, offload_folder) and load_tokenizer's tokenizer."""
+    return load_model(path, gguf_file=gguf_file, **options), load_tokenizer(path, gguf_file)
 
 
 def load_model(
