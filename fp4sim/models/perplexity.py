@@ -11,6 +11,7 @@ Perplexity = exp(mean negative log-likelihood), accumulated in float64.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, NamedTuple
 
@@ -19,6 +20,8 @@ from tqdm import tqdm
 
 from . import BATCH_SIZE
 from .checkpoint import input_device
+
+LOGITS_BUDGET = 1 << 30  # bytes of float32 logits one forward may hold: caps the windows per forward
 
 
 class Perplexity(NamedTuple):
@@ -44,7 +47,11 @@ def perplexity(
     batch_size: int = BATCH_SIZE,
     progress: bool = True,
 ) -> Perplexity:
-    """Sliding-window perplexity of `model` on token ids; context defaults to the model's, stride to half of it."""
+    """Sliding-window perplexity of `model` on token ids; context defaults to the model's, stride to half of it.
+
+    At most `batch_size` windows go through one forward, fewer when their float32 logits (windows x context x
+    vocabulary) would pass LOGITS_BUDGET; models that take ``logits_to_keep`` (transformers' causal LMs) form
+    logits only from the first scored position on. Neither changes which tokens are scored or how."""
     context = context or model.config.max_position_embeddings
     stride = stride or context // 2
     if not 0 < stride <= context:
@@ -59,6 +66,9 @@ def perplexity(
         scored_until = end
         if end == ids.numel():
             break
+    vocabulary = getattr(model.config, "vocab_size", None) or 1
+    batch_size = max(1, min(batch_size, LOGITS_BUDGET // (context * vocabulary * 4)))
+    trims = "logits_to_keep" in inspect.signature(model.forward).parameters
     device = input_device(model)
     total, count = 0.0, 0
     for start in tqdm(range(0, len(windows), batch_size), desc="perplexity", disable=not progress, unit="batch"):
@@ -66,9 +76,10 @@ def perplexity(
         for length in sorted({end - begin for begin, end, _ in batch}):  # equal lengths stack into one forward
             same = [(begin, end, first) for begin, end, first in batch if end - begin == length]
             inputs = torch.stack([ids[begin:end] for begin, end, _ in same]).to(device)
-            logits = model(inputs).logits
+            keep = length - min(first for _, _, first in same) + 1 if trims else length  # positions first - 1 ..
+            logits = model(inputs, logits_to_keep=keep).logits if trims else model(inputs).logits
             for row, (_, _, first) in enumerate(same):  # one window's scored positions at a time: vocab-wide rows
-                log_probs = torch.log_softmax(logits[row, first - 1 : -1].float(), dim=-1)
+                log_probs = torch.log_softmax(logits[row, first - 1 - (length - keep) : -1].float(), dim=-1)
                 total -= log_probs.gather(-1, inputs[row, first:, None])[:, 0].double().sum().item()
                 count += length - first
     nll = total / count
