@@ -20,6 +20,12 @@ def bundled():
     return load_causal_lm(DEFAULT_MODEL)
 
 
+def test_tokenize_text_gives_the_tokenizers_own_ids(bundled) -> None:
+    _, tokenizer = bundled
+    text = (DEFAULT_MODEL.parent / "shakespeare" / "valid.txt").read_text(encoding="utf-8")[:20000] + " café — ½\n\n"
+    assert tokenize_text(tokenizer, text).tolist() == tokenizer(text)["input_ids"]
+
+
 def test_one_window_equals_the_models_own_loss(bundled) -> None:
     """Context longer than the text: one window, every token after the first scored, as labels=input_ids does."""
     model, tokenizer = bundled
