@@ -11,6 +11,8 @@ Perplexity = exp(mean negative log-likelihood), accumulated in float64.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import inspect
 import math
 from typing import Any, NamedTuple
@@ -37,8 +39,19 @@ def tokenize_text(tokenizer: Any, text: str) -> torch.Tensor:
     three quarters of the memory (4.4 MB of text: 0.55 GiB instead of 0.75)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     encoding = backend.encode_batch_fast([text])[0] if backend is not None else None
-    ids = encoding.ids if encoding is not None else tokenizer(text)["input_ids"]
-    return torch.tensor(ids, dtype=torch.long)
+    ids = torch.tensor(encoding.ids if encoding is not None else tokenizer(text)["input_ids"], dtype=torch.long)
+    del encoding
+    _return_freed_memory()
+    return ids
+
+
+def _return_freed_memory() -> None:
+    """Hand the heap that tokenizing freed back to the OS (glibc keeps it otherwise: 0.3 GiB of resident
+    memory for 4.4 MB of text, carried into every later stage's peak). A no-op off glibc."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 @torch.no_grad()
