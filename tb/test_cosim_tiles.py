@@ -51,14 +51,20 @@ async def model_tiles(dut) -> None:
     )
 
 
-@pytest.mark.slow
-def test_bundled_model_tiles_through_the_rtl(tmp_path: Path) -> None:
-    """Two 4 x 4 tiles (K = 688) of the bundled model's down_proj, fpq 4/4/4, through the Verilog array."""
+@pytest.fixture(scope="module")
+def bundled_export(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """The bundled model quantized fpq 4/4/4 (a short search) and 64 tokens of its validation text."""
     text = (DEFAULT_MODEL.parent / "shakespeare" / "valid.txt").read_text(encoding="utf-8")
     config = QuantConfig(method="fpq", grid_points=10, rounds=1, calib_samples=4)
-    export = quantize_checkpoint(DEFAULT_MODEL, text, config, tmp_path / "q", progress=False)
+    export = quantize_checkpoint(DEFAULT_MODEL, text, config, tmp_path_factory.mktemp("q"), progress=False)
     model, tokenizer, _ = load_quantized(export)
-    ids = tokenize_text(tokenizer, text)[:64]
-    result = run_cosim(model, "model.layers.1.mlp.down_proj", ids, tiles=2)
+    return model, tokenize_text(tokenizer, text)[:64]
+
+
+@pytest.mark.slow
+def test_bundled_model_tiles_through_the_rtl(bundled_export: tuple, simulator: str) -> None:
+    """Two 4 x 4 tiles (K = 688) of the bundled model's down_proj, fpq 4/4/4, through the Verilog array."""
+    model, ids = bundled_export
+    result = run_cosim(model, "model.layers.1.mlp.down_proj", ids, tiles=2, simulator=simulator)
     assert result.passed and result.outputs == 2 * 16 and result.pulses == 2 * 16
     assert result.edges > 2 * 688  # the layer's full K streamed per tile
