@@ -1,5 +1,5 @@
-"""Random fp4_array input streams for the benches (tb/test_fp4_array.py): back-to-back GEMMs (ragged tiles, K = 1),
-bubbles with junk data, resets mid-stream."""
+"""Random fp4_array input streams shared by the cocotb bench (tb/test_fp4_array.py) and the bulk player's test
+(tb/test_fp4_array_player.py): back-to-back GEMMs (ragged tiles, K = 1), bubbles with junk data, resets mid-stream."""
 
 from __future__ import annotations
 
