@@ -53,7 +53,7 @@ bench: install
 	$(PY) benchmarks/bench_codec.py
 	$(PY) benchmarks/bench_gemm.py
 	$(PY) benchmarks/bench_block_gemm.py
-	$(PY) benchmarks/bench_icarus.py
+	$(PY) benchmarks/bench_rtl.py
 	$(PY) benchmarks/bench_fakequant.py
 	$(PY) benchmarks/bench_simulate.py
 
