@@ -23,10 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..codec import encode
 from ..gemm import gemm
 from ..hw.fp4_array import ARRAY_COLS, ARRAY_ROWS, ArrayInputs, fp4_array, schedule_gemm, stitch_streams
-from ..quant.folded import FoldedLinear, weight_codes_kn
+from ..quant.folded import FoldedLinear, input_codes, weight_codes_kn
 from ..quant.modules import BlockQuantizedLinear, QuantizedLinear
 from ..rtlsim.runner import BUILD_ROOT, array_parameters, check_tools, run_testbench
 from . import COSIM_TILES
@@ -66,7 +65,7 @@ def tile_stream(
     folded: FoldedLinear, x: torch.Tensor, tiles: int, rows: int, cols: int
 ) -> tuple[ArrayInputs, list[tuple[int, int]], np.ndarray]:
     """`tiles` R x C tiles of the layer (origins spread over its output grid), as one stream, and their gemm bits."""
-    a = encode(x.numpy(), folded.input_format, scale=folded.input_scale.numpy(), shift=folded.input_shift.numpy())
+    a = input_codes(folded, x)
     w = weight_codes_kn(folded)
     shifts = folded.input_shift.numpy()
     grid = [(m0, n0) for m0 in range(0, a.shape[0] - rows + 1, rows) for n0 in range(0, w.shape[1] - cols + 1, cols)]
