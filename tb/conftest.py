@@ -1,12 +1,32 @@
-"""Print every cocotb regression summary (tests, pass, fail) at the end of the pytest run."""
+"""The simulators every cocotb bench runs under (--sim), and every regression summary printed at the end of the run."""
 
 from __future__ import annotations
+
+import pytest
 
 from fp4sim.rtlsim import runner
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--sim",
+        default="icarus",
+        help=f"simulators for the cocotb benches, comma-separated: {', '.join(runner.SIMULATORS)} (default icarus)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A bench that takes `simulator` runs once under each simulator named by --sim."""
+    if "simulator" in metafunc.fixturenames:
+        chosen = [name.strip() for name in metafunc.config.getoption("sim").split(",") if name.strip()]
+        unknown = sorted(set(chosen) - set(runner.SIMULATORS))
+        if unknown or not chosen:
+            raise pytest.UsageError(f"--sim takes {', '.join(runner.SIMULATORS)}, comma-separated; got {unknown}")
+        metafunc.parametrize("simulator", chosen)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     if runner.SUMMARIES:
-        terminalreporter.section("cocotb regressions (Icarus Verilog)")
+        terminalreporter.section("cocotb regressions")
         for line in runner.SUMMARIES:
             terminalreporter.write_line(line)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from fp4sim.e2e.cosim import DATA_ENV, RESULT_ENV, run_cosim
+from fp4sim.e2e.rtl_forward import forward_on_rtl
 from fp4sim.hw.fp4_array import ArrayInputs
 from fp4sim.models.checkpoint import DEFAULT_MODEL
 from fp4sim.models.perplexity import tokenize_text
@@ -51,14 +52,36 @@ async def model_tiles(dut) -> None:
     )
 
 
-@pytest.mark.slow
-def test_bundled_model_tiles_through_the_rtl(tmp_path: Path) -> None:
-    """Two 4 x 4 tiles (K = 688) of the bundled model's down_proj, fpq 4/4/4, through the Verilog array."""
+@pytest.fixture(scope="module")
+def bundled_export(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """The bundled model quantized fpq 4/4/4 (a short search) and 64 tokens of its validation text."""
     text = (DEFAULT_MODEL.parent / "shakespeare" / "valid.txt").read_text(encoding="utf-8")
     config = QuantConfig(method="fpq", grid_points=10, rounds=1, calib_samples=4)
-    export = quantize_checkpoint(DEFAULT_MODEL, text, config, tmp_path / "q", progress=False)
+    export = quantize_checkpoint(DEFAULT_MODEL, text, config, tmp_path_factory.mktemp("q") / "export", progress=False)
     model, tokenizer, _ = load_quantized(export)
-    ids = tokenize_text(tokenizer, text)[:64]
-    result = run_cosim(model, "model.layers.1.mlp.down_proj", ids, tiles=2)
+    return model, tokenize_text(tokenizer, text)[:64]
+
+
+@pytest.mark.slow
+def test_bundled_model_tiles_through_the_rtl(bundled_export: tuple, simulator: str) -> None:
+    """Two 4 x 4 tiles (K = 688) of the bundled model's down_proj, fpq 4/4/4, through the Verilog array."""
+    model, ids = bundled_export
+    result = run_cosim(model, "model.layers.1.mlp.down_proj", ids, tiles=2, simulator=simulator)
     assert result.passed and result.outputs == 2 * 16 and result.pulses == 2 * 16
     assert result.edges > 2 * 688  # the layer's full K streamed per tile
+
+
+@pytest.mark.slow
+def test_bundled_model_forward_on_the_rtl(bundled_export: tuple) -> None:
+    """A 16-token forward with all 29 quantized linear layers on a 4 x 4 Verilated array (bulk player): every
+    layer bit-identical to fp4sim.gemm and to the torch path, and so the logits (the short variant of
+    `fp4sim cosim --forward`)."""
+    model, ids = bundled_export
+    result = forward_on_rtl(model, ids[:16], rows=4, cols=4, simulator="verilator")
+    assert [run.layer for run in result.layers][-1] == "lm_head" and len(result.layers) == 29
+    assert all(run.array_mismatches == 0 and run.torch_mismatches == 0 for run in result.layers)
+    assert result.logits_count == 16 * model.config.vocab_size and result.logits_mismatches == 0
+    assert result.perplexity_rtl == result.perplexity_torch and result.passed
+    q_proj = result.layers[0]
+    assert q_proj.shape == (16, 256, 256)
+    assert q_proj.cycles == 1 + (16 // 4) * (256 // 4) * 256 + 4 + 4 + 1  # reset, tiles x K, drain (spec 3.4)

@@ -31,5 +31,5 @@ async def random_words_and_resets(dut) -> None:
 
 
 @pytest.mark.parametrize("depth", [1, 2, 5])
-def test_fp4_delay_line(depth: int) -> None:
-    run_testbench("fp4_delay_line", "test_fp4_delay_line", {"WIDTH": 5, "DEPTH": depth})
+def test_fp4_delay_line(depth: int, simulator: str) -> None:
+    run_testbench("fp4_delay_line", "test_fp4_delay_line", {"WIDTH": 5, "DEPTH": depth}, simulator=simulator)

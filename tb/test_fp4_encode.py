@@ -94,7 +94,7 @@ async def e2m1_matches_ml_dtypes(dut) -> None:
 
 
 @pytest.mark.parametrize("name", ["E2M1", "E1M2", "E3M0"])
-def test_fp4_encode(name: str) -> None:
+def test_fp4_encode(name: str, simulator: str) -> None:
     fmt = get_format(name)
     params = {"EBITS": fmt.ebits, "MBITS": fmt.mbits, "BIAS": fmt.bias, "SHIFT_BITS": fmt.ebits}
-    run_testbench("fp4_encode", "test_fp4_encode", params)
+    run_testbench("fp4_encode", "test_fp4_encode", params, simulator=simulator)

@@ -23,5 +23,5 @@ async def running_sum_over_every_pair(dut) -> None:
     )
 
 
-def test_fp4_int4_mac() -> None:
-    run_testbench("fp4_int4_mac", "test_fp4_int4_mac", {"ACC_BITS": 20})
+def test_fp4_int4_mac(simulator: str) -> None:
+    run_testbench("fp4_int4_mac", "test_fp4_int4_mac", {"ACC_BITS": 20}, simulator=simulator)

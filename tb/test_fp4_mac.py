@@ -31,9 +31,9 @@ async def running_sum_over_every_pair(dut) -> None:
 
 
 @pytest.mark.parametrize(("fa", "fw", "shift_bits"), [("E2M1", "E2M1", 2), ("E2M1", "E1M2", 0), ("E3M0", "E2M1", 3)])
-def test_fp4_mac(fa: str, fw: str, shift_bits: int) -> None:
+def test_fp4_mac(fa: str, fw: str, shift_bits: int, simulator: str) -> None:
     config = PEConfig.make(fa, fw, shift_bits=shift_bits, k_max=4096)
     a, w = config.fmt_a, config.fmt_w
     params = {"A_EBITS": a.ebits, "A_MBITS": a.mbits, "W_EBITS": w.ebits, "W_MBITS": w.mbits}
     params |= {"SHIFT_BITS": shift_bits, "ACC_BITS": config.acc_bits}
-    run_testbench("fp4_mac", "test_fp4_mac", params)
+    run_testbench("fp4_mac", "test_fp4_mac", params, simulator=simulator)

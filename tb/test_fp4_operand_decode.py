@@ -29,5 +29,6 @@ async def every_code(dut) -> None:
 
 
 @pytest.mark.parametrize(("ebits", "mbits"), [(3, 0), (2, 1), (1, 2), (4, 3), (5, 2), (2, 3)])
-def test_fp4_operand_decode(ebits: int, mbits: int) -> None:
-    run_testbench("fp4_operand_decode", "test_fp4_operand_decode", {"EBITS": ebits, "MBITS": mbits})
+def test_fp4_operand_decode(ebits: int, mbits: int, simulator: str) -> None:
+    params = {"EBITS": ebits, "MBITS": mbits}
+    run_testbench("fp4_operand_decode", "test_fp4_operand_decode", params, simulator=simulator)

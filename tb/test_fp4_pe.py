@@ -74,7 +74,7 @@ PE_BUILDS = [
 
 
 @pytest.mark.parametrize("build", PE_BUILDS, ids=lambda b: f"{b[0]}x{b[1]}-s{b[2]}-e{b[4][0]}m{b[4][1]}")
-def test_fp4_pe(build: tuple) -> None:
+def test_fp4_pe(build: tuple, simulator: str) -> None:
     fa, fw, shift_bits, k_max, (out_e, out_m) = build
     config = PEConfig.make(fa, fw, shift_bits=shift_bits, k_max=k_max)
     a, w = config.fmt_a, config.fmt_w
@@ -82,4 +82,4 @@ def test_fp4_pe(build: tuple) -> None:
         "A_EBITS": a.ebits, "A_MBITS": a.mbits, "W_EBITS": w.ebits, "W_MBITS": w.mbits, "SHIFT_BITS": shift_bits,
         "ACC_BITS": config.acc_bits, "LSB_EXP": config.lsb_exponent, "OUT_EBITS": out_e, "OUT_MBITS": out_m,
     }  # fmt: skip
-    run_testbench("fp4_pe", "test_fp4_pe", params)
+    run_testbench("fp4_pe", "test_fp4_pe", params, simulator=simulator)

@@ -31,7 +31,7 @@ async def every_code_pair_and_shift(dut) -> None:
 
 
 @pytest.mark.parametrize(("fa", "fw"), list(itertools.product(FP4, FP4)))
-def test_fp4_pe_product(fa: str, fw: str) -> None:
+def test_fp4_pe_product(fa: str, fw: str, simulator: str) -> None:
     a, w = get_format(fa), get_format(fw)
     params = {"A_EBITS": a.ebits, "A_MBITS": a.mbits, "W_EBITS": w.ebits, "W_MBITS": w.mbits, "SHIFT_BITS": a.ebits}
-    run_testbench("fp4_pe_product", "test_fp4_pe_product", params)
+    run_testbench("fp4_pe_product", "test_fp4_pe_product", params, simulator=simulator)

