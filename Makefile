@@ -39,8 +39,8 @@ test-fast: install sysdeps
 
 # ruff, then the package's layer contracts (pyproject.toml [tool.importlinter]): an upward import fails.
 lint: install lint-rtl
-	$(VENV)/bin/ruff check fp4sim tests tb benchmarks models
-	$(VENV)/bin/ruff format --check fp4sim tests tb benchmarks models
+	$(VENV)/bin/ruff check fp4sim tests tb benchmarks models conftest.py
+	$(VENV)/bin/ruff format --check fp4sim tests tb benchmarks models conftest.py
 	$(VENV)/bin/lint-imports
 
 # Verilator -Wall on every RTL top (one filelist rtl/<top>.f each), with its default parameters.

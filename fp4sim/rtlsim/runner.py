@@ -37,7 +37,7 @@ RTL_DIR = Path(os.environ.get("FP4SIM_RTL_DIR", SOURCE_ROOT / "rtl"))
 BUILD_ROOT = RTL_DIR / "sim_build" if "FP4SIM_RTL_DIR" in os.environ else TB_DIR / "sim_build"
 PARAMS_ENV = "FP4SIM_TB_PARAMS"
 SIMULATORS = ("icarus", "verilator")
-SUMMARIES: list[str] = []  # one line per testbench run, printed by tb/conftest.py
+SUMMARIES: list[str] = []  # one line per testbench run, printed by the root conftest.py
 # Verilator: every warning is an error, as in make lint-rtl; the C++ unoptimised, since Python sets the pace of a
 # cocotb bench and -O0 compiles in half the time.
 VERILATOR_BUILD_ARGS = ["-Wall", "-CFLAGS", "-O0"]

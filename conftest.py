@@ -1,4 +1,6 @@
-"""The simulators every cocotb bench runs under (--sim), and every regression summary printed at the end of the run."""
+"""Options every test run takes: the simulators the cocotb benches under tb/ run under (--sim), and every cocotb
+regression summary printed at the end of the run. At the repository root so that a plain `pytest` (testpaths)
+registers --sim before it parses the command line."""
 
 from __future__ import annotations
 
