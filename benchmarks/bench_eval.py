@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fp4sim.models.checkpoint import DEFAULT_MODEL, load_llama
 from fp4sim.models.perplexity import perplexity, tokenize_text
-from fp4sim.quant.export import METADATA_FILE, load_quantized
+from fp4sim.quant.export import METADATA_FILE, load_export
 
 TEXT = DEFAULT_MODEL.parent / "shakespeare" / "valid.txt"
 
@@ -44,7 +44,7 @@ def main() -> None:
     print("| export | method | FP32 s | quantized s | ratio | perplexity FP32 / quantized |")
     print("|---|---|---|---|---|---|")
     for export in args.exports:
-        quantized, _, _ = load_quantized(export)
+        quantized, _, _ = load_export(export)
         method = json.loads((Path(export) / METADATA_FILE).read_text())["quant_config"]["method"]
         fp32, quant = [timed(model)], [timed(quantized)]  # warm-up pair: first-call allocations
         for _ in range(args.repeats):  # alternate, so both sides see the same machine

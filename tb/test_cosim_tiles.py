@@ -20,7 +20,7 @@ from fp4sim.hw.fp4_array import ArrayInputs
 from fp4sim.models.checkpoint import DEFAULT_MODEL
 from fp4sim.models.perplexity import tokenize_text
 from fp4sim.quant.config import QuantConfig
-from fp4sim.quant.export import load_quantized
+from fp4sim.quant.export import load_export
 from fp4sim.quant.quantize import quantize_checkpoint
 from fp4sim.rtlsim.array_driver import play
 from fp4sim.rtlsim.runner import tb_params
@@ -57,7 +57,7 @@ def test_bundled_model_tiles_through_the_rtl(tmp_path: Path) -> None:
     text = (DEFAULT_MODEL.parent / "shakespeare" / "valid.txt").read_text(encoding="utf-8")
     config = QuantConfig(method="fpq", grid_points=10, rounds=1, calib_samples=4)
     export = quantize_checkpoint(DEFAULT_MODEL, text, config, tmp_path / "q", progress=False)
-    model, tokenizer, _ = load_quantized(export)
+    model, tokenizer, _ = load_export(export)
     ids = tokenize_text(tokenizer, text)[:64]
     result = run_cosim(model, "model.layers.1.mlp.down_proj", ids, tiles=2)
     assert result.passed and result.outputs == 2 * 16 and result.pulses == 2 * 16

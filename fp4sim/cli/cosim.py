@@ -32,9 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..e2e.cosim import run_cosim
     from ..models.perplexity import tokenize_text
-    from ..quant.export import load_quantized
+    from ..quant.export import load_export
 
-    model, tokenizer, _ = load_quantized(args.quantized)
+    model, tokenizer, _ = load_export(args.quantized)
     ids = tokenize_text(tokenizer, options.read_text(args.text))[: model.config.max_position_embeddings]
     result = run_cosim(model, args.layer, ids, tiles=args.tiles, rows=args.rows, cols=args.cols)
     verdict = "all bit-identical" if result.passed else f"{result.mismatches} MISMATCHES"

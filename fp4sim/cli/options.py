@@ -62,3 +62,16 @@ def read_text(path: str) -> str:
         raise ValueError(f"text file {path!r} is not UTF-8 text: {err}") from None
     except OSError as err:
         raise ValueError(f"text file {path!r} cannot be read: {err.strerror or err}") from None
+
+
+def checkpoint_config(quantized: str | None, model: str, gguf_file: str | None) -> dict:
+    """The config of the export `quantized` (checked as an export first) or else of the checkpoint `model`:
+    cheap checks that run before any model loads."""
+    from ..models.checkpoint import check_checkpoint
+
+    if quantized:
+        from ..quant.export import read_metadata
+
+        read_metadata(Path(quantized))  # not an export: say so first
+        return check_checkpoint(quantized)
+    return check_checkpoint(model, gguf_file)

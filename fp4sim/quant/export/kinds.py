@@ -174,10 +174,13 @@ KIND_OF_QUANT = {kind.quant: kind for kind in KINDS.values()}
 
 
 def _parameters(module: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(weight, bias or None) as float32 CPU copies, also where accelerate offloaded the module."""
+    """(weight, bias or None) as float32 CPU copies, also where accelerate offloaded the module.
+
+    The bias is a copy of its own: a head's bias may be the same tensor as a parameter the export also
+    stores (BERT's and RoBERTa's masked-LM heads tie ``decoder.bias`` to the head's ``bias``)."""
     with onloaded(module):
         bias = getattr(module, "bias", None)
-        return module.weight.detach().float().cpu(), None if bias is None else bias.detach().float().cpu()
+        return module.weight.detach().float().cpu(), None if bias is None else bias.detach().float().cpu().clone()
 
 
 def _linear_record(
