@@ -1,11 +1,12 @@
 """Quantized attention matmuls: the inputs of Q K^T and P V, one scale per tensor (docs/quantization.md).
 
 Optional (QuantConfig.quantize_attention), off by default: the paper leaves
-them in floating point for LLaMA. The model runs this module's attention
-function, registered with transformers as ``"fp4sim"``: eager attention
-(repeat_kv, scaled scores, additive mask, float32 softmax; the same for
-every supported family: their q/k norms and biases run before it, and
-sliding windows arrive in the mask) in which each
+them in floating point for LLaMA and quantizes them for BERT. The model runs
+this module's attention function, registered with transformers as
+``"fp4sim"``: eager attention (repeat_kv, scaled scores, additive mask,
+float32 softmax; the same for every supported family: their q/k norms and
+biases run before it, and sliding windows and encoders' padding arrive in
+the mask) in which each
 matmul goes through the attention module's ``fp4sim_attention`` state:
 
 - None: plain float matmuls;
