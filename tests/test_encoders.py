@@ -1,8 +1,8 @@
-"""Encoders (models.checkpoint.ENCODER_MODEL_TYPES) through every path: tiny random BERT-shaped models of each family
-and head, from transformers' own config classes, quantize on padded sentences, export, and load as the class they came
-from, running with the same bits on torch and on the simulator in every quantized layer and in the outputs; padding
-feeds no calibration statistic; sentence-transformers directories; fp4sim eval's encoder metrics against direct
-counts."""
+"""Text encoders (models.checkpoint.TEXT_ENCODER_TYPES) through every path: tiny random BERT-shaped models of each
+family and head, from transformers' own config classes, quantize on padded sentences, export, and load as the class
+they came from, running with the same bits on torch and on the simulator in every quantized layer and in the outputs;
+padding feeds no calibration statistic; sentence-transformers directories; fp4sim eval's encoder metrics against
+direct counts."""
 
 from __future__ import annotations
 

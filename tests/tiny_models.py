@@ -118,3 +118,21 @@ def tiny_encoder(model_type: str, architecture: str, labels: int = 3, **settings
         **settings,
     )
     return getattr(transformers, architecture)(config).eval()
+
+
+def tiny_vision(model_type: str, architecture: str, classes: tuple[str, ...] = ("cat", "dog")) -> Any:
+    """A random `model_type` vision transformer as the class `architecture`, eval mode, seeded: 32 x 32 images in
+    8 x 8 patches (16 patches and [CLS]), hidden 32, 2 layers of 4 heads; class names `classes`."""
+    import transformers
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(
+        model_type,
+        num_hidden_layers=2,
+        image_size=32,
+        patch_size=8,
+        id2label=dict(enumerate(classes)),
+        label2id={name: index for index, name in enumerate(classes)},
+        **{k: v for k, v in TINY_SHAPE.items() if k != "max_position_embeddings"},
+    )
+    return getattr(transformers, architecture)(config).eval()

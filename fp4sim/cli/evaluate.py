@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_model(parser)
     options.add_text(parser, required=False, purpose=" for perplexity (an encoder: one text per line)")
     parser.add_argument("--data", help="text<TAB>label file, one example per line, for an encoder classifier")
+    parser.add_argument("--images", help="image directory, one subdirectory per class, for an image classifier")
     parser.add_argument(
         "--tasks",
         help="comma-separated lm-evaluation-harness tasks (names with locally cached datasets, or YAML paths), 0-shot",
@@ -41,8 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..models.checkpoint import is_encoder
 
-    if not args.text and not args.tasks and not args.data:
-        raise ValueError("give --text FILE (perplexity), --data FILE.tsv (an encoder classifier), --tasks NAMES")
+    if not (args.text or args.tasks or args.data or args.images):
+        raise ValueError(
+            "give --text FILE (perplexity), --data FILE.tsv (a text classifier), --images DIR (an image classifier) "
+            "or --tasks NAMES"
+        )
     encoder = is_encoder(options.checkpoint_config(args.quantized, args.model, args.gguf_file))
     inputs = _encoder_inputs(args) if encoder else None  # read before the model loads: bad files fail at once
     text = options.read_text(args.text) if args.text and not encoder else None
@@ -90,13 +94,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _encoder_inputs(args: argparse.Namespace) -> list:
-    """The encoder's texts (--text) or (text, label) pairs (--data), at most --limit of them."""
+    """The encoder's texts (--text), (text, label) pairs (--data) or (image, class) pairs (--images), at most
+    --limit of them."""
+    from ..models.images import labelled_images
     from ..models.sentences import labelled_lines, text_lines
 
     if args.tasks:
         raise ValueError("zero-shot tasks (--tasks) are for decoders")
-    if bool(args.text) == bool(args.data):
-        raise ValueError("an encoder takes one of --text FILE (one text per line) or --data FILE (text<TAB>label)")
+    if sum(map(bool, (args.text, args.data, args.images))) != 1:
+        raise ValueError(
+            "an encoder takes one of --text FILE (one text per line), --data FILE (text<TAB>label) or --images DIR"
+        )
+    if args.images:
+        return labelled_images(args.images)[: args.limit]
     if args.data:
         return labelled_lines(options.read_text(args.data), args.data)[: args.limit]
     return text_lines(options.read_text(args.text), args.text)[: args.limit]
@@ -110,11 +120,13 @@ def _evaluate_encoder(
     from ..models.sentence_transformers import DEFAULT_POOLING
 
     kind = encoder_eval.encoder_kind(model)
-    wanted = "--data FILE (text<TAB>label)" if kind == "classifier" else "--text FILE"
-    if (kind == "classifier") != bool(args.data):
-        raise ValueError(f"a {type(model).__name__} is evaluated with {wanted}")
+    if kind == "embedding" and model.main_input_name == "pixel_values":
+        raise ValueError(f"fp4sim eval measures image classifiers; a {type(model).__name__} has no classes")
+    wanted = {"classifier": "data", "image-classifier": "images"}.get(kind, "text")
+    if not getattr(args, wanted):
+        raise ValueError(f"a {type(model).__name__} is evaluated with --{wanted}")
     reference = _fp32_reference(metadata, args)
-    where = args.data or args.text
+    where = getattr(args, wanted)
     if kind == "embedding":
         if reference is None:
             raise ValueError("an embedding model's cosine to FP32 needs --quantized EXPORT whose source model exists")
@@ -124,8 +136,16 @@ def _evaluate_encoder(
             f"pooled embedding cosine to FP32 over {result.texts:,} texts of {where} ({'+'.join(pooling)} pooling; "
             f"{which}): mean {result.mean:.6f}, min {result.min:.6f}"
         )
-    if kind == "classifier":
-        result = encoder_eval.classification_accuracy(model, reference, tokenizer, inputs, args.batch_size)
+    if kind in ("classifier", "image-classifier"):
+        batches = (
+            encoder_eval.text_batches(
+                tokenizer, [t for t, _ in inputs], model.config.max_position_embeddings, args.batch_size
+            )
+            if kind == "classifier"
+            else encoder_eval.image_batches(tokenizer, [path for path, _ in inputs], args.batch_size)
+        )
+        labels = [label for _, label in inputs]
+        result = encoder_eval.classification_accuracy(model, reference, batches, labels)
         agreement = "" if result.agreement is None else f", agreement with FP32 {result.agreement:.4f}"
         return f"accuracy {result.accuracy:.4f} over {result.examples:,} examples of {where}{agreement} ({which})"
     result = encoder_eval.pseudo_perplexity(model, tokenizer, inputs, args.batch_size)

@@ -40,13 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from ..models.perplexity import perplexity, tokenize_text
     from ..quant.export import load_export
 
+    text = options.read_text(args.text)
+    check_report_target(args.out)  # before the long run, not after it
     if is_encoder(options.checkpoint_config(args.quantized, "", None)):
         raise ValueError(
             f"{args.quantized} is an encoder; fp4sim simulate scores decoders by perplexity. Run its metric on the "
             "simulator with fp4sim eval --quantized DIR --backend simulator"
         )
-    text = options.read_text(args.text)
-    check_report_target(args.out)  # before the long run, not after it
     model, tokenizer, metadata = load_export(args.quantized)
     ids = tokenize_text(tokenizer, text)[: args.tokens]
     window = {"context": args.context, "stride": args.stride, "batch_size": args.batch_size}

@@ -3,6 +3,7 @@ BERT-shaped encoders (a directory, or a sentence-transformers directory)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -40,8 +41,13 @@ DECODER_MODEL_TYPES = (
 # Encoders with BERT's modules (embeddings.{word,position,token_type}_embeddings, encoder.layer[i].attention.self.
 # {query,key,value}, attention.output.dense, intermediate.dense, output.dense, LayerNorms) whose attention runs through
 # transformers' attention interface; their heads are whatever linear layers follow the encoder.
-ENCODER_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert")
-ENCODER_HEADS = ("Model", "ForSequenceClassification", "ForMaskedLM")  # class name suffixes fp4sim loads
+TEXT_ENCODER_TYPES = ("bert", "roberta", "xlm-roberta", "camembert")
+TEXT_HEADS = ("Model", "ForSequenceClassification", "ForMaskedLM")  # class name suffixes fp4sim loads
+# Vision transformers: a patch-embedding convolution (quantized as the linear layer it is), then layers with the same
+# linears (model.layers[i].attention.{query,key,value} ...), attention through transformers' attention interface.
+VISION_ENCODER_TYPES = ("vit", "deit")
+VISION_HEADS = ("Model", "ForImageClassification", "ForImageClassificationWithTeacher")
+ENCODER_MODEL_TYPES = TEXT_ENCODER_TYPES + VISION_ENCODER_TYPES
 SUPPORTED_MODEL_TYPES = DECODER_MODEL_TYPES + ENCODER_MODEL_TYPES
 DTYPES = ("float32", "float16", "bfloat16")  # what a checkpoint loads as (--dtype)
 GGUF_SUFFIX = ".gguf"
@@ -55,7 +61,7 @@ def check_checkpoint(path: str | Path, gguf_file: str | None = None) -> dict[str
     (with `gguf_file`, a file name inside it) a directory holding a GGUF file.
     Raises FileNotFoundError for a missing directory, config.json or GGUF file,
     ValueError for an unreadable config or modules.json, a model_type not in
-    SUPPORTED_MODEL_TYPES, an encoder class not ending in ENCODER_HEADS, or GGUF
+    SUPPORTED_MODEL_TYPES, an encoder class not ending in TEXT_HEADS or VISION_HEADS, or GGUF
     input without the gguf package.
     """
     gguf = gguf_location(path, gguf_file)
@@ -93,15 +99,21 @@ def is_encoder(config: dict[str, Any]) -> bool:
     return config.get("model_type") in ENCODER_MODEL_TYPES
 
 
+def is_vision(config: dict[str, Any]) -> bool:
+    """Whether a supported checkpoint's config is a vision transformer (images in, an image processor)."""
+    return config.get("model_type") in VISION_ENCODER_TYPES
+
+
 def encoder_class_name(config: dict[str, Any], where: str = "the checkpoint") -> str:
     """The transformers class of an encoder checkpoint: its config's first architecture, ``<Family>Model`` when
-    it names none. ValueError for a class that is not one of the family's ENCODER_HEADS."""
+    it names none. ValueError for a class that is not one of the family's TEXT_HEADS (VISION_HEADS)."""
     from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
 
     base = MODEL_MAPPING_NAMES[config["model_type"]]  # e.g. BertModel
     architectures = config.get("architectures")
     name = architectures[0] if isinstance(architectures, list) and architectures else base
-    allowed = [base.removesuffix("Model") + head for head in ENCODER_HEADS]
+    heads = VISION_HEADS if is_vision(config) else TEXT_HEADS
+    allowed = [base.removesuffix("Model") + head for head in heads]
     if name not in allowed:
         model_type = config["model_type"]
         raise ValueError(f"{where} holds a {name}; fp4sim quantizes {model_type} encoders as {', '.join(allowed)}")
@@ -171,9 +183,9 @@ def _supported(config: dict[str, Any], where: str) -> dict[str, Any]:
 def load_pretrained(
     path: str | Path = DEFAULT_MODEL, *, gguf_file: str | None = None, **options: Any
 ) -> tuple[Any, Any]:
-    """(model, tokenizer) from a supported local checkpoint: load_model(path, gguf_file=..., **options) (dtype,
-    device, device_map, offload_folder) and load_tokenizer's tokenizer."""
-    return load_model(path, gguf_file=gguf_file, **options), load_tokenizer(path, gguf_file)
+    """(model, preprocessor) from a supported local checkpoint: load_model(path, gguf_file=..., **options) (dtype,
+    device, device_map, offload_folder) and load_preprocessor's tokenizer or image processor."""
+    return load_model(path, gguf_file=gguf_file, **options), load_preprocessor(path, gguf_file)
 
 
 def load_model(
@@ -259,14 +271,17 @@ def input_device(model: Any) -> Any:
     """Where to put input ids: the embedding's device, or the CPU when accelerate moves inputs itself."""
     import torch
 
-    weight = model.get_input_embeddings().weight
+    embeddings = model.get_input_embeddings()  # a table, or a vision model's patch projection (quantized: buffers)
+    weight = next(itertools.chain(embeddings.parameters(), embeddings.buffers()))
     return torch.device("cpu") if weight.is_meta else weight.device
 
 
-def load_tokenizer(path: str | Path = DEFAULT_MODEL, gguf_file: str | None = None) -> Any:
-    """The tokenizer of a supported local checkpoint (see check_checkpoint), offline; raises what that raises."""
-    from transformers import AutoTokenizer
+def load_preprocessor(path: str | Path = DEFAULT_MODEL, gguf_file: str | None = None) -> Any:
+    """The tokenizer of a supported local checkpoint (see check_checkpoint), or a vision model's image processor,
+    offline; raises what check_checkpoint raises."""
+    from transformers import AutoImageProcessor, AutoTokenizer
 
-    check_checkpoint(path, gguf_file)
+    config = check_checkpoint(path, gguf_file)
     source, gguf = _pretrained_arguments(path, gguf_file)
-    return AutoTokenizer.from_pretrained(source, local_files_only=True, **gguf)
+    auto = AutoImageProcessor if is_vision(config) else AutoTokenizer
+    return auto.from_pretrained(source, local_files_only=True, **gguf)

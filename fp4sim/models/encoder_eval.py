@@ -2,8 +2,9 @@
 
 - ``<Family>Model`` (an embedding model): the cosine of each text's pooled
   embedding to the FP32 model's (mean and minimum over the texts);
-- ``<Family>ForSequenceClassification``: accuracy on labelled texts, and how
-  often the prediction equals the FP32 model's;
+- ``<Family>ForSequenceClassification``, ``<Family>ForImageClassification``:
+  accuracy on labelled texts or images, and how often the prediction equals
+  the FP32 model's;
 - ``<Family>ForMaskedLM``: pseudo-perplexity (Salazar et al. 2020): each real
   token masked in turn and scored, ``exp`` of the mean negative log-likelihood.
 
@@ -13,21 +14,31 @@ Texts are batched with padding; padding takes no part in any pooling or score.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 
 from . import BATCH_SIZE
 from .checkpoint import input_device
+from .images import pixel_values
 from .sentence_transformers import pool
 from .sentences import max_tokens, tokenize_sentences
 
-HEADS = {"Model": "embedding", "ForSequenceClassification": "classifier", "ForMaskedLM": "masked-lm"}
+HEADS = {
+    "Model": "embedding",
+    "ForSequenceClassification": "classifier",
+    "ForMaskedLM": "masked-lm",
+    "ForImageClassification": "image-classifier",
+    "ForImageClassificationWithTeacher": "image-classifier",
+}
+Batches = Callable[[], Iterator[dict[str, torch.Tensor]]]  # a fresh pass over the inputs, batch by batch (CPU)
 
 
 def encoder_kind(model: Any) -> str:
-    """ "embedding", "classifier" or "masked-lm", from the model's class name (checkpoint.ENCODER_HEADS)."""
+    """A HEADS kind ("embedding", "classifier"...), from the model's class name (checkpoint.TEXT_HEADS,
+    VISION_HEADS)."""
     name = type(model).__name__
     return next(kind for head, kind in HEADS.items() if name.endswith(head))
 
@@ -50,13 +61,27 @@ class PseudoPerplexity(NamedTuple):
     tokens: int
 
 
-def _batches(model: Any, tokenizer: Any, texts: list[str], batch_size: int) -> Iterator[tuple[torch.Tensor, ...]]:
-    """(input_ids, attention_mask) per batch of `texts`, on the model's input device."""
-    length = max_tokens(tokenizer, model.config.max_position_embeddings)
-    for start in range(0, len(texts), batch_size):
-        ids, mask = tokenize_sentences(tokenizer, texts[start : start + batch_size], length)
-        device = input_device(model)
-        yield ids.to(device), mask.to(device)
+def text_batches(tokenizer: Any, texts: list[str], positions: int, batch_size: int = BATCH_SIZE) -> Batches:
+    """`texts` tokenized and padded batch by batch (input_ids, attention_mask), each at most the tokenizer's limit
+    within `positions` tokens."""
+    length = max_tokens(tokenizer, positions)
+
+    def batches() -> Iterator[dict[str, torch.Tensor]]:
+        for start in range(0, len(texts), batch_size):
+            ids, mask = tokenize_sentences(tokenizer, texts[start : start + batch_size], length)
+            yield {"input_ids": ids, "attention_mask": mask}
+
+    return batches
+
+
+def image_batches(processor: Any, paths: list[Path], batch_size: int = BATCH_SIZE) -> Batches:
+    """The images at `paths` through the image processor, batch by batch (pixel_values), decoded as they go."""
+
+    def batches() -> Iterator[dict[str, torch.Tensor]]:
+        for start in range(0, len(paths), batch_size):
+            yield {"pixel_values": pixel_values(processor, paths[start : start + batch_size])}
+
+    return batches
 
 
 @torch.no_grad()
@@ -64,10 +89,12 @@ def embeddings(
     model: Any, tokenizer: Any, texts: list[str], pooling: tuple[str, ...], batch_size: int = BATCH_SIZE
 ) -> torch.Tensor:
     """Pooled sentence embeddings (len(texts), width) float32 of an embedding model (sentence_transformers.pool)."""
-    out = [
-        pool(model(input_ids=ids, attention_mask=mask).last_hidden_state, mask, pooling).cpu()
-        for ids, mask in _batches(model, tokenizer, texts, batch_size)
-    ]
+    device = input_device(model)
+    out = []
+    for batch in text_batches(tokenizer, texts, model.config.max_position_embeddings, batch_size)():
+        mask = batch["attention_mask"].to(device)
+        hidden = model(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state
+        out.append(pool(hidden, mask, pooling).cpu())
     return torch.cat(out)
 
 
@@ -106,26 +133,19 @@ def label_ids(model_config: Any, labels: list[str]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predictions(model: Any, tokenizer: Any, texts: list[str], batch_size: int = BATCH_SIZE) -> torch.Tensor:
-    """The class each text is given (argmax of the logits), (len(texts),) int64."""
-    out = [
-        model(input_ids=ids, attention_mask=mask).logits.argmax(-1).cpu()
-        for ids, mask in _batches(model, tokenizer, texts, batch_size)
-    ]
-    return torch.cat(out)
+def predictions(model: Any, batches: Batches) -> torch.Tensor:
+    """The class each input is given (argmax of the logits), (inputs,) int64."""
+    device = input_device(model)
+    return torch.cat([model(**{k: v.to(device) for k, v in b.items()}).logits.argmax(-1).cpu() for b in batches()])
 
 
-def classification_accuracy(
-    model: Any, reference: Any | None, tokenizer: Any, pairs: list[tuple[str, str]], batch_size: int = BATCH_SIZE
-) -> Accuracy:
-    """Accuracy on (text, label) pairs, and agreement with `reference`'s predictions (None without one)."""
-    texts = [text for text, _ in pairs]
-    truth = label_ids(model.config, [label for _, label in pairs])
-    ours = predictions(model, tokenizer, texts, batch_size)
-    agreement = None
-    if reference is not None:
-        agreement = float((ours == predictions(reference, tokenizer, texts, batch_size)).double().mean())
-    return Accuracy(float((ours == truth).double().mean()), agreement, len(pairs))
+def classification_accuracy(model: Any, reference: Any | None, batches: Batches, labels: list[str]) -> Accuracy:
+    """Accuracy of `model` on the inputs `batches` gives, whose true classes are `labels` (label_ids), and
+    agreement with `reference`'s predictions (None without one). Raises what label_ids raises."""
+    truth = label_ids(model.config, labels)
+    ours = predictions(model, batches)
+    agreement = None if reference is None else float((ours == predictions(reference, batches)).double().mean())
+    return Accuracy(float((ours == truth).double().mean()), agreement, len(labels))
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,10 +26,12 @@ from tqdm import tqdm
 
 from ..codec.blockscaled import get_block_format
 from ..models.checkpoint import input_device, onloaded
+from ..models.images import image_files, pixel_values
 from ..models.sentences import max_tokens, text_lines, tokenize_sentences
 from .attention import STATE, AttentionQuant, AttentionRecorder, MatmulQuant, use_fp4sim_attention
 from .blockquant import BlockEmbeddingQuant, BlockLinearQuant, calibrate_block_linear
 from .config import QuantConfig
+from .patches import is_patch_conv, linear_weight, to_patches
 from .search import (
     LinearInputs,
     LinearQuant,
@@ -85,9 +88,14 @@ def layer_stack(model: Any) -> tuple[str, nn.ModuleList]:
 
 
 def linear_names(module: nn.Module, skip: nn.Module | None = None) -> list[str]:
-    """Names (relative to `module`) of every nn.Linear in it, in module order, none inside `skip`."""
+    """Names (relative to `module`) of every linear layer in it, in module order, none inside `skip`: each
+    nn.Linear, and each patch-embedding convolution (patches.is_patch_conv, a linear layer on image patches)."""
     inside = set() if skip is None else {id(m) for m in skip.modules()}
-    return [n for n, m in module.named_modules() if isinstance(m, nn.Linear) and id(m) not in inside]
+    return [
+        name
+        for name, m in module.named_modules()
+        if (isinstance(m, nn.Linear) or is_patch_conv(m)) and id(m) not in inside
+    ]
 
 
 def calibration_windows(ids: torch.Tensor, samples: int, length: int, seed: int) -> torch.Tensor:
@@ -111,27 +119,37 @@ def model_calibration_windows(context: int, ids: torch.Tensor | None, config: Qu
     return calibration_windows(ids, config.windows, length, config.seed)
 
 
-def calibration_sentences(lines: list[str], samples: int, seed: int) -> list[str]:
-    """`samples` of the text's lines drawn without replacement, seeded; every line when there are fewer.
+def calibration_samples(items: list, samples: int, seed: int) -> list:
+    """`samples` of `items` drawn without replacement, seeded, in their order; every item when there are fewer.
 
-    An encoder's calibration samples: one sentence (or text) each, as the model is used (paper, BERT: 128)."""
-    if len(lines) <= samples:
-        return list(lines)
-    order = torch.randperm(len(lines), generator=torch.Generator().manual_seed(seed))[:samples]
-    return [lines[i] for i in order.sort().values.tolist()]
+    An encoder's calibration samples: one text line or one image each, as the model is used (paper: 128 for
+    BERT; for ViT, 32 images)."""
+    if len(items) <= samples:
+        return list(items)
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))[:samples]
+    return [items[i] for i in order.sort().values.tolist()]
 
 
 def sentence_windows(
     tokenizer: Any, text: str, config: QuantConfig, model_config: dict[str, Any]
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """An encoder's calibration samples as (ids, masks), (samples, length) int64: config.windows lines of the
-    text (calibration_sentences), each with the model's special tokens, at most calib_length tokens (and the
+    text (calibration_samples), each with the model's special tokens, at most calib_length tokens (and the
     model's limit), padded on the right (masks 0). None masks and no samples where the config reads no data."""
     if config.windows == 0:
         return torch.empty(0, 1, dtype=torch.long), None
-    lines = calibration_sentences(text_lines(text, "the calibration text"), config.windows, config.seed)
+    lines = calibration_samples(text_lines(text, "the calibration text"), config.windows, config.seed)
     limit = max_tokens(tokenizer, model_config.get("max_position_embeddings", config.calib_length))
     return tokenize_sentences(tokenizer, lines, min(config.calib_length, limit))
+
+
+def image_windows(processor: Any, directory: str | Path, config: QuantConfig) -> torch.Tensor:
+    """A vision model's calibration samples: config.windows images below `directory` (calibration_samples), through
+    the checkpoint's image processor: (samples, channels, height, width) float32; none where the config reads no
+    data. Raises ValueError for a directory without images or an image that does not decode."""
+    if config.windows == 0:
+        return torch.empty(0, 1)
+    return pixel_values(processor, calibration_samples(image_files(directory), config.windows, config.seed))
 
 
 @torch.no_grad()
@@ -145,13 +163,15 @@ def calibrate_model(
 ) -> dict[str, Quant]:
     """Quantization parameters for every quantized tensor, keyed by module name (weights stay untouched).
 
-    Quantized: every nn.Linear (in the transformer layers and outside them: ``lm_head``, a pooler, a
-    classifier, a masked-LM head), every nn.Embedding, and with config.quantize_attention the inputs of each
-    layer's Q K^T and P V (the model then runs fp4sim's eager attention during calibration; its implementation
-    is restored afterwards). windows: (samples, length) token ids, int64; may be empty when not
-    config.needs_data. masks: None (no padding: every window is real text of one length), or (samples, length),
-    1 for real tokens and 0 for padding: padding feeds no statistic. `times` receives the wall time of each
-    stage (forward passes, searches). Raises ValueError when the config reads data and there are no windows.
+    Quantized: every linear layer (linear_names: in the transformer layers and outside them: ``lm_head``,
+    a pooler, a classifier, a masked-LM head, a patch embedding), every nn.Embedding, and with
+    config.quantize_attention the inputs of each layer's Q K^T and P V (the model then runs fp4sim's eager
+    attention during calibration; its implementation is restored afterwards).
+    windows: (samples, length) token ids, int64, or a vision model's (samples, channels, height, width)
+    pixel values, float; may be empty when not config.needs_data. masks: None (no padding: every window is
+    real text, or an image, of one length), or (samples, length), 1 for real tokens and 0 for padding:
+    padding feeds no statistic. `times` receives the wall time of each stage (forward passes, searches).
+    Raises ValueError when the config reads data and there are no windows.
     """
     times = times or StageTimes()
     if config.needs_data and windows.shape[0] == 0:
@@ -168,13 +188,13 @@ def calibrate_model(
             windows = windows.to(input_device(model))
             with times("forward passes"):
                 hidden, calls = layer_inputs(model, windows, masks)
-            rows = _window_rows(windows.shape, valid, config)
+            rows = _window_rows(hidden.shape[:2], valid, config)
         results: dict[str, Quant] = {}
         bar = tqdm(layers, desc=f"calibrating ({config.method} {config.bits})", disable=not progress)
         for index, layer in enumerate(bar):
             names = linear_names(layer)
             inputs = {}
-            recorder = _attach_recorder(layer, config, windows.shape[1], valid)
+            recorder = _attach_recorder(layer, config, 0 if hidden is None else hidden.shape[1], valid)
             if hidden is not None:
                 with times("forward passes"), _LinearInputs(layer, names, rows, valid) as collected:
                     hidden = _run_layer(layer, hidden, calls[index], collected)
@@ -206,12 +226,13 @@ def calibrate_model(
     return results
 
 
-def _calibrate_linear(linear: nn.Linear, inputs: LinearInputs | None, config: QuantConfig) -> Quant:
+def _calibrate_linear(linear: nn.Module, inputs: LinearInputs | None, config: QuantConfig) -> Quant:
     """LLM-FP4's search, or the block formats' round-to-nearest; inputs None where the method reads no data."""
     with onloaded(linear):
         if config.is_block:
             return calibrate_block_linear(None if inputs is None else inputs.channel_max, config)
-        return calibrate_linear(linear.weight.cpu(), inputs, config)
+        weight = linear_weight(linear) if is_patch_conv(linear) else linear.weight
+        return calibrate_linear(weight.cpu(), inputs, config)
 
 
 def _calibrate_embedding(embedding: nn.Embedding, config: QuantConfig) -> Quant:
@@ -239,8 +260,9 @@ class _LinearInputs:
     """Hooks on named linears of `root`, fed one window at a time: per-channel max |x| and the search tokens' rows.
 
     An input shaped like the window's tokens (1, length, in) counts its real tokens only (`valid`, when
-    given); any other input (one pooled row per window) counts whole. With `stop`, the forward pass stops
-    once every linear has seen the window: nothing after them is needed.
+    given); any other input (one pooled row per window) counts whole. A patch convolution's input counts as
+    its rows of patches (patches.to_patches). With `stop`, the forward pass stops once every linear has seen
+    the window: nothing after them is needed.
     """
 
     def __init__(
@@ -255,7 +277,7 @@ class _LinearInputs:
 
     def __enter__(self) -> _LinearInputs:
         for name in self.names:
-            hook = lambda module, args, name=name: self._record(name, args[0])  # noqa: E731
+            hook = lambda module, args, name=name: self._record(name, _rows_of(module, args[0]))  # noqa: E731
             self.handles.append(self.root.get_submodule(name).register_forward_pre_hook(hook))
         return self
 
@@ -277,6 +299,7 @@ class _LinearInputs:
             self.sample[name].append(x.float().cpu())
         elif self.rows.numel():
             positions = self.rows[self.rows[:, 0] == self.window, 1]
+            positions = positions[positions < x.shape[0]]  # patches: one row fewer than tokens ([CLS])
             self.sample[name].append(x[positions.to(x.device)].float().cpu())
         self.seen.add(name)
         if self.stop and len(self.seen) == len(self.names):
@@ -291,6 +314,11 @@ class _LinearInputs:
     def _stacked(self, name: str) -> torch.Tensor:
         rows = self.sample[name]
         return torch.cat(rows) if rows else torch.empty(0, self.channel_max[name].numel())
+
+
+def _rows_of(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What multiplies the module's weight: its input, or a patch convolution's rows of patches."""
+    return to_patches(module.kernel_size, x) if is_patch_conv(module) else x
 
 
 def _run_layer(layer: nn.Module, hidden: torch.Tensor, calls: list[Call], collected: _LinearInputs) -> torch.Tensor:
@@ -311,12 +339,14 @@ def _attach_recorder(
         return None
     tokens = config.search_tokens or 1 << 62
     attention = next(m for m in layer.modules() if hasattr(m, "scaling"))  # what calls the attention function
-    recorder = AttentionRecorder(max_batch=max(1, tokens // window_length), module=attention, valid=valid)
+    recorder = AttentionRecorder(max_batch=max(1, tokens // max(window_length, 1)), module=attention, valid=valid)
     setattr(attention, STATE, recorder)
     return recorder
 
 
 def _model_inputs(windows: torch.Tensor, masks: torch.Tensor | None, window: int) -> dict[str, Any]:
+    if windows.is_floating_point():
+        return {"pixel_values": windows[window : window + 1]}
     inputs = {"input_ids": windows[window : window + 1], "use_cache": False}
     if masks is not None:
         inputs["attention_mask"] = masks[window : window + 1].to(windows.device)

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..models.checkpoint import check_checkpoint, gguf_location, is_encoder, load_model, load_tokenizer, source_name
+from ..models.checkpoint import (
+    check_checkpoint,
+    gguf_location,
+    is_encoder,
+    is_vision,
+    load_model,
+    load_preprocessor,
+    source_name,
+)
 from ..models.perplexity import tokenize_text
 from ..models.sentence_transformers import read_sentence_transformer
-from .calibrate import calibrate_model, model_calibration_windows, sentence_windows
+from .calibrate import calibrate_model, image_windows, model_calibration_windows, sentence_windows
 from .config import QuantConfig
 from .export import check_target, export_quantized
 from .stages import StageTimes
@@ -15,7 +23,7 @@ from .stages import StageTimes
 
 def quantize_checkpoint(
     model_path: str | Path,
-    calib_text: str,
+    calib: str,
     config: QuantConfig,
     out: str | Path,
     *,
@@ -28,16 +36,20 @@ def quantize_checkpoint(
     progress: bool = True,
     times: StageTimes | None = None,
 ) -> Path:
-    """Calibrate a local checkpoint on `calib_text` and write the hardware export to `out`.
+    """Calibrate a local checkpoint on `calib` and write the hardware export to `out`.
+
+    `calib` is the calibration text itself, or for a vision model (models.checkpoint.is_vision) the path of a
+    directory of images (any layout below it; models.images.image_files).
 
     `model_path` is a checkpoint directory of a supported family (a decoder, an
     encoder, a sentence-transformers directory), a ``.gguf`` file, or a
     directory holding `gguf_file` (models.checkpoint.check_checkpoint); the
     export's ``source_model`` names the directory or the GGUF file, and a
     sentence-transformers directory's pooling modes go into its metadata. A
-    decoder calibrates on random windows of the token stream, an encoder on
-    lines of the text, one sample each (calibrate.sentence_windows). The
-    checkpoint, the target and the calibration text are checked before the
+    decoder calibrates on random windows of the token stream, a text encoder on
+    lines of the text, one sample each (calibrate.sentence_windows), a vision
+    model on images (calibrate.image_windows). The
+    checkpoint, the target and the calibration data are checked before the
     model loads; the export appears whole or not at all. `device_map` and
     `offload_folder` go to accelerate (load_model) for models larger than one device.
     `times` receives the wall time of each stage (tokenize, load, forward passes, searches, export).
@@ -47,12 +59,14 @@ def quantize_checkpoint(
     layout = None if gguf_location(model_path, gguf_file) else read_sentence_transformer(Path(model_path))
     check_target(Path(out), overwrite)
     masks = None
-    with times("tokenize"):
-        tokenizer = load_tokenizer(model_path, gguf_file)
-        if is_encoder(model_config):
-            windows, masks = sentence_windows(tokenizer, calib_text, config, model_config)
+    with times("preprocess images" if is_vision(model_config) else "tokenize"):
+        tokenizer = load_preprocessor(model_path, gguf_file)
+        if is_vision(model_config):
+            windows = image_windows(tokenizer, calib, config)
+        elif is_encoder(model_config):
+            windows, masks = sentence_windows(tokenizer, calib, config, model_config)
         else:
-            ids = tokenize_text(tokenizer, calib_text) if config.needs_data else None  # MXFP4 reads no text
+            ids = tokenize_text(tokenizer, calib) if config.needs_data else None  # MXFP4 reads no text
             context = model_config.get("max_position_embeddings", config.calib_length)
             windows = model_calibration_windows(context, ids, config)
     with times("load"):

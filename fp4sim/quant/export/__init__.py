@@ -11,7 +11,8 @@ An export directory holds:
   and per-row scales; every other parameter (the RMSNorm weights) in float32;
 - the model's ``config.json`` (embeddings untied: the embedding and lm_head
   are quantized separately; ``architectures`` names the class that was
-  quantized, the class it loads as) and its tokenizer files.
+  quantized, the class it loads as) and its tokenizer files (a vision
+  model's image processor).
 
 Writing goes to a temporary directory beside the target, renamed into place
 at the end: a failure leaves nothing half-written.
@@ -31,7 +32,7 @@ from typing import Any
 
 import torch
 
-from ...models.checkpoint import model_class, onloaded, use_full_float32
+from ...models.checkpoint import load_preprocessor, model_class, onloaded, use_full_float32
 from ..config import QuantConfig
 from ..modules import set_backend
 from .kinds import KIND_OF_QUANT, KINDS
@@ -105,14 +106,16 @@ def load_quantized(
     path: str | Path, *, backend: str = "torch", accum: str = "exact", dtype: str = "float32", device: str = "cpu"
 ) -> Any:
     """The model of an export directory, as the transformers class that was quantized (``LlamaForCausalLM``,
-    ``BertModel``, ``BertForSequenceClassification``...), in eval mode: code written for that model runs unchanged.
+    ``BertModel``, ``BertForSequenceClassification``, ``ViTForImageClassification``...), in eval mode: code
+    written for that model runs unchanged.
 
     Every quantized linear layer (and, where the export quantized them, each attention's Q K^T and P V) runs
     on `backend`: "torch" (torch ops, any device) or "simulator" (the golden model: fp4sim.gemm, or
     fp4sim.block_gemm for MXFP4 / NVFP4, under accumulation model `accum`, on the CPU); in exact mode both
     give the same bits. Non-quantized parameters load as `dtype` onto `device`. Its tokenizer loads with
-    ``AutoTokenizer.from_pretrained(path)``. Raises ExportError (a ValueError) for a directory that is not a
-    readable export of a supported version, ValueError for an unknown backend.
+    ``AutoTokenizer.from_pretrained(path)`` (a vision model's image processor with AutoImageProcessor).
+    Raises ExportError (a ValueError) for a directory that is not a readable export of a supported version,
+    ValueError for an unknown backend.
     """
     return load_export(path, backend=backend, accum=accum, dtype=dtype, device=device)[0]
 
@@ -120,10 +123,10 @@ def load_quantized(
 def load_export(
     path: str | Path, *, backend: str = "torch", accum: str = "exact", dtype: str = "float32", device: str = "cpu"
 ) -> tuple[Any, Any, dict]:
-    """(model, tokenizer, metadata) from an export directory: load_quantized's model, with the export's tokenizer
-    and its metadata (fp4sim_quant.json). Raises what load_quantized raises.
+    """(model, preprocessor, metadata) from an export directory: load_quantized's model, with the export's
+    tokenizer (or image processor) and its metadata (fp4sim_quant.json). Raises what load_quantized raises.
     """
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
     root = Path(path)
     metadata = read_metadata(root)
@@ -153,7 +156,7 @@ def load_export(
     _rebuild_meta_buffers(model)
     set_backend(model, backend, accum)
     with _as_export_error(root, third_party=True):
-        tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
+        tokenizer = load_preprocessor(root)
     if torch.device(device).type != "cpu":
         use_full_float32()
     return model.to(device).eval(), tokenizer, metadata
