@@ -15,11 +15,13 @@ from tiny_models import LAYER_LINEARS
 from transformers import AutoTokenizer, LlamaForCausalLM
 
 from fp4sim.cli import main
+from fp4sim.codec import decode
 from fp4sim.codec.blockscaled import block_dequantize, block_quantize, get_block_format, nvfp4_tensor_scale
 from fp4sim.models.checkpoint import DEFAULT_MODEL
 from fp4sim.models.perplexity import tokenize_text
 from fp4sim.quant.blockquant import (
     BlockLinearQuant,
+    block_lsb,
     decode_scales,
     fake_quantize_blocks,
     fake_quantize_blocks_ops,
@@ -149,15 +151,34 @@ def test_torch_ops_block_quantizer_equals_the_codec_bit_for_bit(method: str) -> 
             if fmt.tensor_scale and amax > 0:
                 scale = np.float32(max(amax / 2688 * factor, 2.0**-140))  # down to FP32's subnormals
             codec = block_quantize(row.numpy(), fmt, tensor_scale=scale if fmt.tensor_scale else None)
-            values, scales = fake_quantize_blocks_ops(row, fmt, scale)
             expected = block_dequantize(codec, include_tensor_scale=False)
-            assert np.array_equal(values.numpy().view(np.uint32), expected.view(np.uint32)), (row, scale)
-            assert np.array_equal(scales.numpy().view(np.uint32), decode_scales(codec).view(np.uint32))
-            compared += 1
-    assert compared >= len(x)
+            for quantize in (fake_quantize_blocks, fake_quantize_blocks_ops):  # NVFP4: fused kernel, torch ops
+                values, scales = quantize(row, fmt, scale)
+                assert np.array_equal(values.numpy().view(np.uint32), expected.view(np.uint32)), (row, scale)
+                assert np.array_equal(scales.numpy().view(np.uint32), decode_scales(codec).view(np.uint32))
+                compared += 1
+    assert compared >= 2 * len(x)
     for quantize in (fake_quantize_blocks, fake_quantize_blocks_ops):
         with pytest.raises(ValueError, match="non-finite"):
             quantize(torch.tensor([[1.0, float("nan")]]), fmt, np.float32(1))
+
+
+@pytest.mark.parametrize("method", ["mxfp4", "nvfp4"])
+def test_block_lsb_divides_every_value_and_grows_with_the_scale(method: str) -> None:
+    """Over every finite scale code: each ``value(q) * S`` is a multiple of block_lsb(S), and block_lsb never
+    shrinks as S grows (float32_rows takes a row's finest LSB from its smallest nonzero scale)."""
+    fmt = get_block_format(method)
+    codes = np.arange(256, dtype=np.uint8)
+    scales = torch.from_numpy(decode(codes, fmt.scale).astype(np.float32))
+    scales = scales[torch.isfinite(scales) & (scales >= 0)].unique()  # sorted ascending
+    lsb = block_lsb(fmt, scales)
+    assert torch.isinf(lsb[scales == 0]).all() and torch.isfinite(lsb[scales > 0]).all()
+    positive = lsb[scales > 0]
+    assert bool((positive[1:] >= positive[:-1]).all())
+    elements = torch.from_numpy(decode(np.arange(16, dtype=np.uint8), fmt.element).astype(np.float64))
+    for scale, step in zip(scales[scales > 0].double(), lsb[scales > 0], strict=True):
+        multiples = elements * scale / step
+        assert torch.equal(multiples, multiples.round()), (scale, step)
 
 
 @pytest.mark.parametrize("method", ["mxfp4", "nvfp4"])

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from oracle import code_value
 
+from fp4sim.codec import decode
 from fp4sim.codec.blockscaled import (
     MXFP4,
     NVFP4,
@@ -21,6 +22,7 @@ from fp4sim.codec.blockscaled import (
     block_dequantize,
     block_quantize,
     get_block_format,
+    nvfp4_fake_quantize,
     nvfp4_tensor_scale,
     pack_block,
     unpack_block,
@@ -90,6 +92,50 @@ def test_mxfp4_property_matches_reference(x):
 )
 def test_nvfp4_property_matches_reference(x, tensor_scale):
     check_nv_against_oracle(x, tensor_scale)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    arrays(np.float32, (2, 24), elements=st.floats(-(2.0**13), 2.0**13, width=32, allow_subnormal=True)),
+    st.floats(2.0**-20, 8.0, width=32),
+)
+def test_nvfp4_fake_quantize_matches_reference(x, tensor_scale):
+    values, scales = nvfp4_fake_quantize(x, tensor_scale)
+    s_t = Fraction(float(np.float32(tensor_scale)))
+    for r, row in enumerate(x):
+        for b, start in enumerate(range(0, row.size, 16)):
+            scale, elements = ref.nv_block([Fraction(float(v)) for v in row[start : start + 16]], s_t)
+            assert Fraction(float(scales[r, b])) == scale, (r, b)
+            assert [Fraction(float(v)) for v in values[r, start : start + 16]] == [e * scale for e in elements]
+
+
+@pytest.mark.parametrize("k", [7, 50, 2048])
+def test_nvfp4_fake_quantize_equals_quantize_then_dequantize_bit_for_bit(k):
+    """Every bit, the signs of zeros included, on the serial and the threaded kernel (64 x 2048 elements)."""
+    x = spread_blocks(k, 64, k, span=12)
+    x[1, : min(k, 5)] = -0.0
+    for tensor_scale in (float(nvfp4_tensor_scale(np.abs(x).max())), 2.0**-140, 0.37):
+        values, scales = nvfp4_fake_quantize(x, tensor_scale)
+        t = block_quantize(x, "nvfp4", tensor_scale=tensor_scale)
+        expected = block_dequantize(t, include_tensor_scale=False)
+        assert np.array_equal(values.view(np.uint32), expected.view(np.uint32))
+        assert np.array_equal(scales.view(np.uint32), decode(t.scales, NVFP4.scale).astype(np.float32).view(np.uint32))
+
+
+@pytest.mark.parametrize(
+    "x, tensor_scale, error",
+    [
+        (np.array([[1.0, np.inf]], np.float32), 1.0, ValueError),
+        (np.array([[np.nan]], np.float32), 1.0, ValueError),
+        (np.ones((2, 3), np.float32), 0.0, ValueError),
+        (np.ones((2, 3), np.float32), float("nan"), ValueError),
+        (np.ones((2, 3), np.float64), 1.0, TypeError),
+        (np.ones(3, np.float32), 1.0, TypeError),
+    ],
+)
+def test_nvfp4_fake_quantize_rejects_bad_input(x, tensor_scale, error):
+    with pytest.raises(error):
+        nvfp4_fake_quantize(x, tensor_scale)
 
 
 @settings(max_examples=100, deadline=None)

@@ -20,6 +20,12 @@ def bundled():
     return load_pretrained(DEFAULT_MODEL)
 
 
+def test_tokenize_text_gives_the_tokenizers_own_ids(bundled) -> None:
+    _, tokenizer = bundled
+    text = (DEFAULT_MODEL.parent / "shakespeare" / "valid.txt").read_text(encoding="utf-8")[:20000] + " café — ½\n\n"
+    assert tokenize_text(tokenizer, text).tolist() == tokenizer(text)["input_ids"]
+
+
 def test_one_window_equals_the_models_own_loss(bundled) -> None:
     """Context longer than the text: one window, every token after the first scored, as labels=input_ids does."""
     model, tokenizer = bundled
@@ -54,6 +60,39 @@ def test_batching_does_not_change_the_result(bundled) -> None:
     many = perplexity(model, ids, context=24, stride=10, batch_size=7, progress=False)
     assert one.tokens == many.tokens
     assert one.nll == pytest.approx(many.nll, rel=1e-6)
+
+
+def test_overlapping_windows_equal_full_logits_per_window(bundled, monkeypatch) -> None:
+    """Logits trimmed to the scored positions, and windows per forward capped by the logits budget, score
+    exactly what each window's full logits score: every token after the first once, with its window's context."""
+    model, tokenizer = bundled
+    ids = tokenize_text(tokenizer, TEXT)
+    context, stride = 40, 16
+    expected, scored_until = 0.0, 1
+    with torch.no_grad():
+        for begin in range(0, ids.numel(), stride):
+            end = min(begin + context, ids.numel())
+            window = ids[begin:end]
+            log_probs = torch.log_softmax(model(window[None]).logits[0].double(), -1)
+            first = max(scored_until - begin, 1)
+            expected -= float(log_probs[first - 1 : -1].gather(-1, window[first:, None]).sum())
+            scored_until = end
+            if end == ids.numel():
+                break
+    forwards = []  # windows per forward
+    hook = model.model.embed_tokens.register_forward_hook(lambda module, args, out: forwards.append(len(out)))
+    try:
+        result = perplexity(model, ids, context=context, stride=stride, batch_size=4, progress=False)
+        assert max(forwards) == 4
+        monkeypatch.setattr("fp4sim.models.perplexity.LOGITS_BUDGET", 2 * context * model.config.vocab_size * 4)
+        forwards.clear()
+        capped = perplexity(model, ids, context=context, stride=stride, batch_size=4, progress=False)
+        assert max(forwards) == 2
+    finally:
+        hook.remove()
+    assert result.tokens == capped.tokens == ids.numel() - 1
+    assert result.nll == pytest.approx(expected / result.tokens, rel=1e-6)
+    assert capped.nll == pytest.approx(result.nll, rel=1e-6)
 
 
 def test_bad_arguments(bundled) -> None:

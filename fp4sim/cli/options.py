@@ -39,7 +39,10 @@ def add_windows(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", type=int, help="window length in tokens (default: the model's context)")
     parser.add_argument("--stride", type=int, help="window step in tokens (default: half the context)")
     parser.add_argument(
-        "--batch-size", type=int, default=BATCH_SIZE, help=f"windows per forward pass (default {BATCH_SIZE})"
+        "--batch-size",
+        type=int,
+        default=BATCH_SIZE,
+        help=f"most windows per forward pass (default {BATCH_SIZE}; fewer when their logits would pass 1 GiB)",
     )
 
 

@@ -13,6 +13,7 @@ first use.
 
 from __future__ import annotations
 
+import math
 from functools import cache, lru_cache
 from typing import NamedTuple
 
@@ -49,14 +50,18 @@ def _float_bits(typingctx, x):
 
 @intrinsic
 def _bits_float(typingctx, b):
-    """Reinterpret an int32 as a float32."""
-    if b != types.int32:
+    """Reinterpret an int32/int64 as a float32/float64."""
+    if b == types.int32:
+        float_type, llvm_type = types.float32, ir.FloatType()
+    elif b == types.int64:
+        float_type, llvm_type = types.float64, ir.DoubleType()
+    else:
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
+        return builder.bitcast(args[0], llvm_type)
 
-    return types.float32(b), codegen
+    return float_type(b), codegen
 
 
 class EncodeParams(NamedTuple):
@@ -315,5 +320,63 @@ def fake_quant_kernel(parallel: bool, negative_shifts: bool):
                 rounded = subnormal if mag < min_normal else normal
                 out[r, c] = np.float32(np.copysign(rounded, y) * down[c]) * scale
         return n_inexact
+
+    return numba.njit(nogil=True, parallel=parallel, fastmath=False)(loop)
+
+
+def grid_params(fmt: Format) -> tuple[int, float, float, float]:
+    """(mbits, smallest normal, magic, largest) of `fmt` as _round_to_grid64 takes them; adding and
+    subtracting ``magic = 2^(lowest_exponent - mbits + 52)`` rounds a float64 below the smallest normal
+    half-even to the subnormal step."""
+    low = fmt.lowest_exponent
+    return fmt.mbits, math.ldexp(1.0, low), math.ldexp(1.0, low - fmt.mbits + 52), float(fmt.max_value)
+
+
+@numba.njit(inline="always")
+def _round_to_grid64(magnitude, grid):
+    """Nearest-even of a float64 `magnitude` >= 0 onto a format's grid (grid_params), saturating at its
+    largest value: on the bits in normal binades, by the magic constant below them (as fake_quant_kernel)."""
+    mbits, min_normal, magic, largest = grid
+    clipped = min(magnitude, largest)
+    one = np.int64(1)
+    drop = np.int64(52 - mbits)
+    b = _float_bits(clipped)
+    odd = ((b >> drop) & one) | np.int64(mbits == 0)  # mbits = 0: the implicit 1 decides ties (spec 1.4)
+    normal = _bits_float(((b + (one << (drop - one)) - one + odd) >> drop) << drop)
+    subnormal = (clipped + magic) - magic
+    return subnormal if clipped < min_normal else normal
+
+
+@cache
+def nvfp4_fake_quant_kernel(parallel: bool):
+    """NVFP4 block_quantize then block_dequantize without the tensor scale, fused over a float32 matrix
+    (docs/spec.md 7.3): per block of `block` elements along a row, ``S = E4M3(amax / (6 s_t))`` and each
+    element ``E2M1(x / (S s_t)) * S``, both quotients formed in float64 from exact operands and rounded once,
+    as the codec does. `scale_grid` and `element_grid` are grid_params of E4M3 and E2M1. Writes the float32
+    values into `out` (rows, K) and ``S`` into `scales` (rows, blocks); a zero scale gives +0 elements.
+    Returns the count of non-finite inputs (the caller raises)."""
+
+    def loop(x, s_t, block, scale_grid, element_grid, out, scales):
+        n_bad = 0
+        k = x.shape[1]
+        element_max = element_grid[3]
+        for r in numba.prange(x.shape[0]):
+            for b in range(scales.shape[1]):
+                lo, hi = b * block, min(b * block + block, k)
+                amax = np.float32(0)
+                for c in range(lo, hi):
+                    magnitude = abs(x[r, c])
+                    n_bad += not np.isfinite(magnitude)
+                    amax = max(amax, magnitude)
+                scale = _round_to_grid64(np.float64(amax) / (element_max * s_t), scale_grid)
+                scales[r, b] = np.float32(scale)
+                divisor = scale * s_t  # exact: 4 x 24 significant bits
+                nonzero = divisor > 0
+                safe = divisor if nonzero else 1.0
+                for c in range(lo, hi):
+                    element = _round_to_grid64(abs(np.float64(x[r, c])) / safe, element_grid)
+                    value = math.copysign(element, x[r, c]) * scale
+                    out[r, c] = np.float32(value) if nonzero else np.float32(0)
+        return n_bad
 
     return numba.njit(nogil=True, parallel=parallel, fastmath=False)(loop)

@@ -21,6 +21,7 @@ import numpy as np
 
 from .._interop import first_index, is_torch_tensor, require_uint8, to_numpy
 from ..formats import Format, get_format
+from . import _kernels as kernels
 from .elementwise import decode, encode
 from .packing import pack_fp4, unpack_fp4
 
@@ -168,6 +169,27 @@ def block_dequantize(t: BlockTensor, *, include_tensor_scale: bool = True) -> np
             scaled = np.ldexp(block_values, exponent[..., None]).astype(np.float32)
         scaled[t.scales == E8M0_NAN] = np.nan
     return scaled.reshape(*t.shape[:-1], scaled.shape[-2] * t.fmt.block_size)[..., :k]
+
+
+def nvfp4_fake_quantize(x: Any, tensor_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """``block_dequantize(t, include_tensor_scale=False)`` and the decoded block scales ``S_b`` of
+    ``t = block_quantize(x, "nvfp4", tensor_scale=tensor_scale)`` in one fused pass, never forming codes:
+    float32 (rows, K) and (rows, blocks) for float32 `x` (rows, K). Same bits as the two calls (spec 7.3);
+    the torch path's activations take it on the CPU. Raises ValueError on non-finite input or a tensor scale
+    that is not a finite float32 > 0.
+    """
+    values = to_numpy(x, "x")
+    if values.dtype != np.float32 or values.ndim != 2:
+        raise TypeError(f"x must be a float32 matrix (rows, K), got {values.dtype} of shape {values.shape}")
+    values = np.ascontiguousarray(values)
+    s_t = np.float64(_positive_float32(tensor_scale))
+    out = np.empty_like(values)
+    scales = np.empty((values.shape[0], NVFP4.blocks(values.shape[1])), np.float32)
+    kernel = kernels.nvfp4_fake_quant_kernel(values.size >= kernels.PARALLEL_MIN_SIZE)
+    grids = kernels.grid_params(NVFP4.scale), kernels.grid_params(ELEMENT)
+    if kernel(values, s_t, NVFP4.block_size, *grids, out, scales):
+        raise ValueError("x has non-finite values; block formats encode finite input only")
+    return out, scales
 
 
 def pack_block(t: BlockTensor) -> tuple[Any, Any]:

@@ -34,6 +34,7 @@ from ..codec.blockscaled import (
     block_dequantize,
     block_quantize,
     get_block_format,
+    nvfp4_fake_quantize,
     nvfp4_tensor_scale,
 )
 from ..gemm.block import block_gemm
@@ -189,7 +190,8 @@ def float32_rows(fmt: BlockFormat, scales: torch.Tensor, grid: torch.Tensor) -> 
     neither underflows nor overflows. The scales are multiples of L_m, so their float64 sum is exact up to
     2^53 L_m, far past the 2^24 L_m tested here: rounding cannot turn a failing row into a passing one.
     """
-    finest = block_lsb(fmt, scales).amin(-1)
+    smallest = torch.where(scales > 0, scales, math.inf).amin(-1)  # block_lsb grows with the scale
+    finest = block_lsb(fmt, torch.where(torch.isinf(smallest), 0.0, smallest))
     total = scales.sum(-1, dtype=torch.float64) * (fmt.block_size * ELEMENT_MAX) / finest
     ratio, lsb_min, lsb_max = grid
     zero = torch.isinf(finest)  # an all-zero row: every product is 0
@@ -218,11 +220,12 @@ def fake_quantize_blocks(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``block_dequantize(block_quantize(x, fmt, tensor_scale=...), include_tensor_scale=False)`` for float32
     `x` (rows, K) on x's device: the values ``value(q) * S_b`` (rows, K) and the block scales ``S_b`` (rows,
-    blocks). NVFP4 on the CPU takes the codec's kernels on a view of x (its float64 quotients cost torch
-    several times more there); the rest takes fake_quantize_blocks_ops (the same bits)."""
+    blocks). NVFP4 on the CPU takes the codec's fused kernel (nvfp4_fake_quantize) on a view of x (its
+    float64 quotients cost torch ops several times more there); the rest takes fake_quantize_blocks_ops
+    (the same bits)."""
     if fmt.tensor_scale and x.device.type == "cpu":
-        t = block_quantize(x.numpy(), fmt, tensor_scale=tensor_scale)
-        return torch.from_numpy(block_dequantize(t, include_tensor_scale=False)), torch.from_numpy(decode_scales(t))
+        values, scales = nvfp4_fake_quantize(x.numpy(), tensor_scale)
+        return torch.from_numpy(values), torch.from_numpy(scales)
     return fake_quantize_blocks_ops(x, fmt, tensor_scale)
 
 
