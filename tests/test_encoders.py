@@ -52,7 +52,6 @@ def padded(tokenizer) -> dict[str, torch.Tensor]:
 CASES = [
     ("bert", "BertForSequenceClassification", {"method": "fpq", "quantize_attention": True}),
     ("bert", "BertModel", {"method": "nvfp4"}),
-    ("bert", "BertForMaskedLM", {"method": "fpq"}),
     ("roberta", "RobertaForMaskedLM", {"method": "minmax", "quantize_attention": True}),
     ("roberta", "RobertaForSequenceClassification", {"method": "nvfp4"}),
     ("xlm-roberta", "XLMRobertaModel", {"method": "minmax", "quantize_attention": True}),
