@@ -134,3 +134,7 @@ def test_bad_images_fail_clearly_and_write_nothing(tmp_path: Path, images: Path,
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(loose / "a.png")
     assert main(["eval", "--model", str(source), "--images", str(loose)]) == 2
     assert "is not in a class subdirectory" in capsys.readouterr().err
+    text = tmp_path / "t.txt"
+    text.write_text("words\n")
+    assert main(["act-ranges", "--model", str(source), "--text", str(text), "--layer", "classifier"]) == 2
+    assert "a vit model takes images" in capsys.readouterr().err

@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from ..models.perplexity import tokenize_text
     from ..quant.export import load_export
 
+    options.require_text_input(options.checkpoint_config(args.quantized, "", None), NAME)
     model, tokenizer, _ = load_export(args.quantized)
     ids = tokenize_text(tokenizer, options.read_text(args.text))[: model.config.max_position_embeddings]
     result = run_cosim(model, args.layer, ids, tiles=args.tiles, rows=args.rows, cols=args.cols)

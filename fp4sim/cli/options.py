@@ -78,3 +78,11 @@ def checkpoint_config(quantized: str | None, model: str, gguf_file: str | None) 
         read_metadata(Path(quantized))  # not an export: say so first
         return check_checkpoint(quantized)
     return check_checkpoint(model, gguf_file)
+
+
+def require_text_input(config: dict, command: str) -> None:
+    """ValueError for a vision model in a command that feeds the model a text."""
+    from ..models.checkpoint import is_vision
+
+    if is_vision(config):
+        raise ValueError(f"fp4sim {command} feeds the model a text; a {config['model_type']} model takes images")
