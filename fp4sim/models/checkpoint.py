@@ -1,5 +1,5 @@
-"""Load local checkpoints, with errors that say what is wrong: LLaMA-shaped decoders (a directory or a GGUF file) and
-BERT-shaped encoders (a directory, or a sentence-transformers directory)."""
+"""Load local checkpoints, with errors that say what is wrong: LLaMA-shaped decoders (a directory or a GGUF file),
+BERT-shaped text encoders (a directory, or a sentence-transformers directory) and vision transformers (ViT, DeiT)."""
 
 from __future__ import annotations
 

@@ -1,16 +1,20 @@
 """Layer-by-layer calibration with streamed layer inputs (docs/quantization.md, "Calibration").
 
-The model runs once per window with stand-ins for its decoder layers, which
-keep the first layer's hidden states and every layer's own keyword arguments
-(its attention mask, full or sliding window by layer type; the rotary tables).
-After that each layer runs once per window on the cached full-precision hidden states. Hooks on
-its linear layers keep only what the search reads (search.LinearInputs): the
-running max |x| per input channel over every token, and the rows of the search
-tokens. The layer's full-precision output becomes the next layer's input. Cost
-grows linearly with depth; memory holds two copies of the hidden states and one
-layer's search rows beyond the model. A method that reads nothing from the data
-(MXFP4, weight-only round to nearest) runs no forward pass at all. The forward
-passes run where the model is; the search runs on the CPU.
+The model runs once per window (a decoder's token window, an encoder's padded
+text line, an image) with stand-ins for its transformer layers, which keep the
+first layer's hidden states and every layer's own arguments (its attention
+mask, full or sliding window by layer type, or an encoder's padding; the
+rotary tables). After that each layer runs once per window on the cached
+full-precision hidden states. Hooks on its linear layers keep only what the
+search reads (search.LinearInputs): the running max |x| per input channel over
+every real token, and the rows of the search tokens. The layer's
+full-precision output becomes the next layer's input. The linears outside the
+layers (lm_head, pooler, heads, a patch embedding) see one more pass per
+window that replays the last layer's output through the model's own code.
+Cost grows linearly with depth; memory holds two copies of the hidden states
+and one layer's search rows beyond the model. A method that reads nothing from
+the data (MXFP4, weight-only round to nearest) runs no forward pass at all. The
+forward passes run where the model is; the search runs on the CPU.
 """
 
 from __future__ import annotations
