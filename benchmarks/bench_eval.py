@@ -16,9 +16,9 @@ import json
 import time
 from pathlib import Path
 
-from fp4sim.models.checkpoint import DEFAULT_MODEL, load_causal_lm
+from fp4sim.models.checkpoint import DEFAULT_MODEL, load_pretrained
 from fp4sim.models.perplexity import perplexity, tokenize_text
-from fp4sim.quant.export import METADATA_FILE, load_quantized
+from fp4sim.quant.export import METADATA_FILE, load_export
 
 TEXT = DEFAULT_MODEL.parent / "shakespeare" / "valid.txt"
 
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--context", type=int, help="window tokens (default: the model's context)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    model, tokenizer = load_causal_lm(args.model)
+    model, tokenizer = load_pretrained(args.model)
     ids = tokenize_text(tokenizer, Path(args.text).read_text(encoding="utf-8")[: args.chars])
 
     def timed(m: object) -> tuple[float, float]:
@@ -44,7 +44,7 @@ def main() -> None:
     print("| export | method | FP32 s | quantized s | ratio | perplexity FP32 / quantized |")
     print("|---|---|---|---|---|---|")
     for export in args.exports:
-        quantized, _, _ = load_quantized(export)
+        quantized, _, _ = load_export(export)
         method = json.loads((Path(export) / METADATA_FILE).read_text())["quant_config"]["method"]
         fp32, quant = [timed(model)], [timed(quantized)]  # warm-up pair: first-call allocations
         for _ in range(args.repeats):  # alternate, so both sides see the same machine

@@ -21,7 +21,7 @@ from timing import best_time
 
 from fp4sim.models.checkpoint import DEFAULT_MODEL
 from fp4sim.quant.config import QuantConfig
-from fp4sim.quant.export import load_quantized
+from fp4sim.quant.export import load_export
 from fp4sim.quant.modules import set_backend
 from fp4sim.quant.quantize import quantize_checkpoint
 
@@ -37,7 +37,7 @@ def main() -> None:
     calib = (ROOT / "models/shakespeare/train.txt").read_text(encoding="utf-8")
     with tempfile.TemporaryDirectory() as tmp:
         out = quantize_checkpoint(DEFAULT_MODEL, calib, QuantConfig(rounds=1), Path(tmp) / "q", progress=False)
-        model, _, _ = load_quantized(out)
+        model, _, _ = load_export(out)
     ids = torch.randint(0, model.config.vocab_size, (args.windows, 256), generator=torch.Generator().manual_seed(0))
 
     def forward() -> torch.Tensor:

@@ -23,10 +23,10 @@ from pathlib import Path
 from safetensors import safe_open
 
 from fp4sim.codec.blockscaled import BLOCK_FORMATS
-from fp4sim.models.checkpoint import DEFAULT_MODEL, load_causal_lm
+from fp4sim.models.checkpoint import DEFAULT_MODEL, load_pretrained
 from fp4sim.models.perplexity import perplexity, tokenize_text
 from fp4sim.quant.config import UNQUANTIZED, QuantConfig
-from fp4sim.quant.export import TENSORS_FILE, load_quantized
+from fp4sim.quant.export import TENSORS_FILE, load_export
 from fp4sim.quant.modules import set_backend
 from fp4sim.quant.quantize import quantize_checkpoint
 
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--out", default="block_formats", help="writes OUT.md and OUT.json")
     args = parser.parse_args()
 
-    model, tokenizer = load_causal_lm(args.model)
+    model, tokenizer = load_pretrained(args.model)
     ids = tokenize_text(tokenizer, Path(args.text).read_text(encoding="utf-8"))
     rows = [{"setting": "FP32", "weight_bits": 32.0, "activation_bits": 32.0, "torch": _ppl(model, ids)}]
     print(rows[-1], flush=True)
@@ -62,7 +62,7 @@ def main() -> None:
             start = time.perf_counter()
             export = quantize_checkpoint(args.model, calib, config, Path(tmp) / "export", progress=False)
             row = {"setting": label, "method": method, "bits": bits, "quantize_s": time.perf_counter() - start}
-            quantized, _, metadata = load_quantized(export)
+            quantized, _, metadata = load_export(export)
             row["weight_bits"] = stored_bits_per_weight(export, metadata)
             row["activation_bits"] = activation_bits(config)
             row["torch"] = _ppl(quantized, ids)

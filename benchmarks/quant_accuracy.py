@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from fp4sim.models.checkpoint import DEFAULT_MODEL, load_causal_lm
+from fp4sim.models.checkpoint import DEFAULT_MODEL, load_pretrained
 from fp4sim.models.perplexity import perplexity, tokenize_text
 from fp4sim.quant.config import QuantConfig
-from fp4sim.quant.export import load_quantized
+from fp4sim.quant.export import load_export
 from fp4sim.quant.quantize import quantize_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--out", default="quant_accuracy", help="writes OUT.md and OUT.json")
     args = parser.parse_args()
 
-    model, tokenizer = load_causal_lm(args.model)
+    model, tokenizer = load_pretrained(args.model)
     ids = tokenize_text(tokenizer, Path(args.text).read_text(encoding="utf-8"))
     rows = [{"method": "FP32", "bits": "-", "perplexity": perplexity(model, ids, progress=False).perplexity}]
     print(rows[-1], flush=True)
@@ -47,7 +47,7 @@ def main() -> None:
                 start = time.perf_counter()
                 quantize_checkpoint(args.model, calib, config, Path(tmp) / "export", progress=False)
                 seconds = time.perf_counter() - start
-                quantized, _, _ = load_quantized(Path(tmp) / "export")
+                quantized, _, _ = load_export(Path(tmp) / "export")
                 ppl = perplexity(quantized, ids, progress=False).perplexity
             rows.append({"method": METHOD_NAMES[method], "bits": bits, "perplexity": ppl, "quantize_s": seconds})
             print(rows[-1], flush=True)

@@ -4,7 +4,10 @@ The public surface is numpy-like: formats by name, ``encode``/``decode`` for
 any array shape, 4-bit packing, and the MAC array: ``gemm`` (fast, exact) and
 ``array_gemm`` (cycle by cycle), which give the same bits; the block-scaled
 formats MXFP4 and NVFP4 (``block_quantize``, ``block_gemm``). See
-docs/spec.md for the exact rules.
+docs/spec.md for the exact rules. ``load_quantized(export_dir, backend=...)``
+loads an export of ``fp4sim quantize`` as the transformers class it came
+from, on torch ops or on the simulator (imported on first use: it needs torch
+and transformers, which the rest does not load).
 
 The package is built in layers, each importing only those below it (checked
 by ``make lint``): ``formats`` -> ``codec`` (element and block codecs) ->
@@ -55,8 +58,17 @@ __all__ = [
     "gemm",
     "get_format",
     "llm_fp4_format",
+    "load_quantized",
     "pack_block",
     "pack_fp4",
     "unpack_block",
     "unpack_fp4",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "load_quantized":  # the model front end, imported only when asked for
+        from .quant.export import load_quantized
+
+        return load_quantized
+    raise AttributeError(f"module 'fp4sim' has no attribute {name!r}")

@@ -21,7 +21,7 @@ from fp4sim.hw.fp4_array import ArrayInputs
 from fp4sim.models.checkpoint import DEFAULT_MODEL
 from fp4sim.models.perplexity import tokenize_text
 from fp4sim.quant.config import QuantConfig
-from fp4sim.quant.export import load_quantized
+from fp4sim.quant.export import load_export
 from fp4sim.quant.quantize import quantize_checkpoint
 from fp4sim.rtlsim.array_driver import play
 from fp4sim.rtlsim.runner import tb_params
@@ -58,7 +58,7 @@ def bundled_export(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     text = (DEFAULT_MODEL.parent / "shakespeare" / "valid.txt").read_text(encoding="utf-8")
     config = QuantConfig(method="fpq", grid_points=10, rounds=1, calib_samples=4)
     export = quantize_checkpoint(DEFAULT_MODEL, text, config, tmp_path_factory.mktemp("q") / "export", progress=False)
-    model, tokenizer, _ = load_quantized(export)
+    model, tokenizer, _ = load_export(export)
     return model, tokenize_text(tokenizer, text)[:64]
 
 

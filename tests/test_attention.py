@@ -24,7 +24,7 @@ from fp4sim.quant.attention import (
 )
 from fp4sim.quant.calibrate import calibrate_model, calibration_windows
 from fp4sim.quant.config import QuantConfig
-from fp4sim.quant.export import export_quantized, load_quantized
+from fp4sim.quant.export import export_quantized, load_export
 from fp4sim.quant.fakequant import bias_to_scale
 from fp4sim.quant.folded import exact_sum_dtype
 from fp4sim.quant.modules import apply_fake_quant, set_backend
@@ -137,7 +137,7 @@ def test_attention_export_round_trip_and_simulator_bits(tmp_path: Path) -> None:
     config = QuantConfig(method="fpq", quantize_attention=True, **FAST)
     params = calibrate_model(model, windows, config, progress=False)
     export_quantized(model, tokenizer, params, config, tmp_path / "q")
-    loaded, _, metadata = load_quantized(tmp_path / "q")
+    loaded, _, metadata = load_export(tmp_path / "q")
     assert metadata["modules"]["model.layers.1.self_attn"]["kind"] == "attention"
     state = getattr(loaded.model.layers[1].self_attn, STATE)
     for got, expected in zip(state.quant, params["model.layers.1.self_attn"], strict=True):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_models import LAYER_LINEARS
 from transformers import AutoTokenizer, LlamaForCausalLM
 
 from fp4sim.cli import main
@@ -30,9 +31,9 @@ from fp4sim.quant.blockquant import (
     forward_torch,
     weight_operand,
 )
-from fp4sim.quant.calibrate import LAYER_LINEARS, model_calibration_windows
+from fp4sim.quant.calibrate import model_calibration_windows
 from fp4sim.quant.config import QuantConfig
-from fp4sim.quant.export import METADATA_FILE, TENSORS_FILE, ExportError, load_quantized
+from fp4sim.quant.export import METADATA_FILE, TENSORS_FILE, ExportError, load_export
 from fp4sim.quant.export.store import sha256
 from fp4sim.quant.modules import BlockQuantizedLinear
 from fp4sim.quant.quantize import quantize_checkpoint
@@ -65,7 +66,7 @@ def test_block_methods_take_four_bit_settings_only() -> None:
 def test_export_holds_round_to_nearest_block_tensors(block_export, checkpoint: Path) -> None:
     method, out = block_export
     original = LlamaForCausalLM.from_pretrained(checkpoint).eval()
-    model, _, metadata = load_quantized(out)
+    model, _, metadata = load_export(out)
     assert metadata["quant_config"]["method"] == method
     for name in linear_names(original):
         layer = model.get_submodule(name)
@@ -93,13 +94,13 @@ def test_nvfp4_activation_tensor_scale_comes_from_the_calibration_amax(checkpoin
     with torch.no_grad():
         original(windows, use_cache=False)
     handle.remove()
-    model, _, _ = load_quantized(out)
+    model, _, _ = load_export(out)
     assert model.model.layers[1].mlp.down_proj.layer.input_tensor_scale == nvfp4_tensor_scale(float(peak["x"]))
 
 
 def test_torch_and_simulator_logits_are_bit_identical(block_export) -> None:
     _, out = block_export
-    model, _, _ = load_quantized(out)
+    model, _, _ = load_export(out)
     ids = torch.randint(0, 4096, (2, 40), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch_logits = model(ids).logits
@@ -205,7 +206,7 @@ def test_layer_paths_agree_where_the_float32_bound_holds_and_where_it_does_not(m
 
 def test_weight_only_layers_run_on_torch_and_refuse_the_simulator(checkpoint: Path, tmp_path: Path) -> None:
     out = quantize_checkpoint(checkpoint, CALIB, QuantConfig(method="nvfp4", bits="4/4/16", **FAST), tmp_path / "q")
-    model, _, metadata = load_quantized(out)
+    model, _, metadata = load_export(out)
     assert metadata["modules"]["lm_head"]["input_format"] is None
     original = LlamaForCausalLM.from_pretrained(checkpoint).eval()
     x = torch.randn(5, 32)
@@ -227,7 +228,7 @@ def test_simulate_and_cosim_commands_on_a_block_export(block_export, tmp_path: P
     assert "15 of 15" in capsys.readouterr().out
     from fp4sim.e2e.cosim import run_cosim
 
-    model, _, _ = load_quantized(out)
+    model, _, _ = load_export(out)
     with pytest.raises(ValueError, match=f"{method} layer; the RTL array runs LLM-FP4"):
         run_cosim(model, "model.layers.0.mlp.up_proj", torch.arange(64))
 
@@ -277,7 +278,7 @@ def test_corrupt_block_exports_are_refused(block_export, tmp_path: Path) -> None
     for i, (tensors_edit, metadata_edit, message) in enumerate(cases):
         broken = broken_copy(out, tmp_path / str(i), tensors_edit, metadata_edit)
         with pytest.raises(ExportError, match=message):
-            load_quantized(broken)
+            load_export(broken)
 
 
 def test_cli_quantize_with_a_block_method(checkpoint: Path, tmp_path: Path, capsys) -> None:

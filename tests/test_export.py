@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, LlamaForCausalLM
 import fp4sim
 from fp4sim import get_format
 from fp4sim.cli import main
-from fp4sim.models.checkpoint import DEFAULT_MODEL, load_causal_lm, load_model
+from fp4sim.models.checkpoint import DEFAULT_MODEL, load_model, load_pretrained
 from fp4sim.quant.calibrate import calibrate_model, calibration_windows
 from fp4sim.quant.config import QuantConfig
 from fp4sim.quant.export import (
@@ -25,7 +25,7 @@ from fp4sim.quant.export import (
     TENSORS_FILE,
     ExportError,
     export_quantized,
-    load_quantized,
+    load_export,
     read_metadata,
 )
 from fp4sim.quant.folded import FoldedLinear, exact_sum_dtype, fold_linear, forward_simulator, input_values
@@ -140,7 +140,7 @@ def test_simulator_study_models_run_on_folded_layers() -> None:
 
 def test_export_round_trip(exported: tuple[Path, dict, LlamaForCausalLM]) -> None:
     out, params, model = exported
-    loaded, tokenizer, metadata = load_quantized(out)
+    loaded, tokenizer, metadata = load_export(out)
     assert metadata["version"] == EXPORT_VERSION and metadata["quant_config"]["method"] == "fpq"
     assert set(metadata["modules"]) == set(params)
     for name, quant in params.items():
@@ -169,7 +169,7 @@ def test_tied_embeddings_export_as_two_quantized_tensors(exported: tuple[Path, d
     stored = load_file(out / TENSORS_FILE)
     assert {"model.embed_tokens.weight_codes", "lm_head.weight_codes", "lm_head.input_shift"} <= stored.keys()
     assert json.loads((out / "config.json").read_text())["tie_word_embeddings"] is False
-    loaded, _, _ = load_quantized(out)
+    loaded, _, _ = load_export(out)
     assert isinstance(loaded.lm_head, QuantizedLinear) and loaded.get_output_embeddings() is loaded.lm_head
     assert torch.equal(
         loaded.lm_head.folded.weight_codes, fold_linear(model.lm_head.weight, params["lm_head"]).weight_codes
@@ -185,8 +185,8 @@ def test_tied_embeddings_export_as_two_quantized_tensors(exported: tuple[Path, d
 
 def test_loaded_model_runs_the_same_bits_on_torch_and_simulator(exported: tuple[Path, dict, LlamaForCausalLM]) -> None:
     out, _, _ = exported
-    on_torch, _, _ = load_quantized(out, backend="torch")
-    on_simulator, _, _ = load_quantized(out, backend="simulator")
+    on_torch, _, _ = load_export(out, backend="torch")
+    on_simulator, _, _ = load_export(out, backend="simulator")
     ids = torch.randint(0, 4096, (2, 24), generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         assert np.array_equal(bits(on_torch(ids).logits), bits(on_simulator(ids).logits))
@@ -204,16 +204,16 @@ def test_packing_pads_odd_input_widths(tmp_path: Path) -> None:
 def test_foreign_corrupt_and_newer_exports_are_refused(exported: tuple[Path, dict, LlamaForCausalLM], tmp_path: Path):
     out, _, _ = exported
     with pytest.raises(ExportError, match="not a directory"):
-        load_quantized(tmp_path / "missing")
+        load_export(tmp_path / "missing")
     with pytest.raises(ExportError, match="not an fp4sim export"):
-        load_quantized(DEFAULT_MODEL)
+        load_export(DEFAULT_MODEL)
     corrupt = tmp_path / "corrupt"
     shutil.copytree(out, corrupt)
     data = bytearray((corrupt / TENSORS_FILE).read_bytes())
     data[-1] ^= 0xFF
     (corrupt / TENSORS_FILE).write_bytes(bytes(data))
     with pytest.raises(ExportError, match="checksum"):
-        load_quantized(corrupt)
+        load_export(corrupt)
     newer = tmp_path / "newer"
     shutil.copytree(out, newer)
     metadata = json.loads((newer / METADATA_FILE).read_text())
@@ -261,15 +261,15 @@ def test_quantize_checkpoint_other_bit_settings(checkpoint: Path, tmp_path: Path
     family (MinMax: E4M3 x E4M3) run on the simulator too, sized to the layer, with the torch path's bits."""
     config = QuantConfig(method=method, bits=bits_setting, **FAST)
     out = quantize_checkpoint(checkpoint, CALIB_TEXT, config, tmp_path / "q", progress=False)
-    model, _, metadata = load_quantized(out)
+    model, _, metadata = load_export(out)
     q_proj = metadata["modules"]["model.layers.0.self_attn.q_proj"]
     assert (q_proj["input_format"] is None) == (bits_setting == "4/4/16")
     ids = torch.tensor([[1, 2, 3, 4, 5]])
     if bits_setting == "4/4/16":
         with pytest.raises(ValueError, match="MAC array needs quantized activations"):
-            load_quantized(out, backend="simulator")
+            load_export(out, backend="simulator")
         return
-    on_simulator, _, _ = load_quantized(out, backend="simulator")
+    on_simulator, _, _ = load_export(out, backend="simulator")
     with torch.no_grad():
         assert np.array_equal(bits(model(ids).logits), bits(on_simulator(ids).logits))
 
@@ -336,7 +336,7 @@ def test_folded_layer_rejects_shifts_beyond_the_port(exported: tuple[Path, dict,
     metadata["tensors_sha256"] = sha256(broken / TENSORS_FILE)
     (broken / METADATA_FILE).write_text(json.dumps(metadata))
     with pytest.raises(ExportError, match="input_shift exceeds"):
-        load_quantized(broken)
+        load_export(broken)
 
 
 def test_folded_linear_properties() -> None:
@@ -365,7 +365,7 @@ def test_a_disk_offloaded_model_exports_the_same_bits(checkpoint: Path, tmp_path
         offload_folder=tmp_path / "offload",
         progress=False,
     )
-    model, _ = load_causal_lm(checkpoint, device_map={"": "disk"}, offload_folder=tmp_path / "offload")
+    model, _ = load_pretrained(checkpoint, device_map={"": "disk"}, offload_folder=tmp_path / "offload")
     assert model.model.layers[0].self_attn.q_proj.weight.is_meta  # the weights really live on disk
     expected, got = load_file(in_memory / TENSORS_FILE), load_file(offloaded / TENSORS_FILE)
     assert expected.keys() == got.keys()
@@ -387,8 +387,8 @@ def test_layers_too_wide_for_the_golden_accumulator_run_on_torch_only() -> None:
 def test_half_precision_checkpoints_quantize_and_run(checkpoint: Path, tmp_path: Path, dtype: str) -> None:
     """A checkpoint loaded in bf16 / fp16 calibrates (in float32) and its export runs in that dtype on both paths."""
     out = quantize_checkpoint(checkpoint, CALIB_TEXT, QuantConfig(**FAST), tmp_path / "q", dtype=dtype, progress=False)
-    on_torch, _, _ = load_quantized(out, dtype=dtype)
-    on_simulator, _, _ = load_quantized(out, dtype=dtype, backend="simulator")
+    on_torch, _, _ = load_export(out, dtype=dtype)
+    on_simulator, _, _ = load_export(out, dtype=dtype, backend="simulator")
     ids = torch.tensor([[1, 2, 3, 4, 5]])
     with torch.no_grad():
         logits = on_torch(ids).logits

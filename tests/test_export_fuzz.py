@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
 from fp4sim.quant.config import QuantConfig
-from fp4sim.quant.export import METADATA_FILE, TENSORS_FILE, ExportError, load_quantized
+from fp4sim.quant.export import METADATA_FILE, TENSORS_FILE, ExportError, load_export
 from fp4sim.quant.export.store import sha256
 from fp4sim.quant.quantize import quantize_checkpoint
 
@@ -47,7 +47,7 @@ def originals(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> lis
     found = []
     for name, config in configs.items():
         out = quantize_checkpoint(checkpoint, CALIB, config, root / name, progress=False)
-        model, _, _ = load_quantized(out)
+        model, _, _ = load_export(out)
         with torch.no_grad():
             found.append((out, load_file(out / TENSORS_FILE), model(IDS).logits))
     return found
@@ -183,7 +183,7 @@ def test_damaged_exports_raise_export_error_or_load_unchanged(originals, tmp_pat
         shutil.copytree(export, target, copy_function=os.link)
         what = damage(data.draw, export, tensors, target)
         try:
-            model, _, _ = load_quantized(target)
+            model, _, _ = load_export(target)
         except ExportError as err:
             assert str(target) in str(err), f"{what}: the error does not name the export: {err}"
             outcomes["refused"] += 1
@@ -225,9 +225,9 @@ def test_damage_found_in_review(originals, tmp_path: Path) -> None:
         else:
             _edit_json(target / name, edit)
         with pytest.raises(ExportError, match=str(target)):
-            load_quantized(target)
+            load_export(target)
     stray = tmp_path / "stray-bias"  # a bias tensor the metadata says the layer has not
     shutil.copytree(export, stray, copy_function=os.link)
     _rewrite_tensors(stray, {**tensors, f"{layer}.bias": torch.zeros(tensors[f"{layer}.weight_scale"].shape)})
     with pytest.raises(ExportError, match="does not account for"):
-        load_quantized(stray)
+        load_export(stray)

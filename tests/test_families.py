@@ -1,4 +1,4 @@
-"""Every supported decoder family (models.checkpoint.SUPPORTED_MODEL_TYPES) through every path: a tiny random model
+"""Every supported decoder family (models.checkpoint.DECODER_MODEL_TYPES) through every path: a tiny random model
 of each, from transformers' own config class, quantizes (LLM-FP4, MinMax and NVFP4, with and without quantized
 attention), exports, and runs on torch and on the simulator with the same bits in every quantized layer and in the
 logits; fp4sim's attention function is eager attention, and calibration sees the inputs the model feeds each layer."""
@@ -14,11 +14,11 @@ from tiny_models import FAMILY_SETTINGS, tiny_decoder
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from fp4sim.e2e.simulate import AgreementMonitor
-from fp4sim.models.checkpoint import DEFAULT_MODEL, SUPPORTED_MODEL_TYPES, load_causal_lm
+from fp4sim.models.checkpoint import DECODER_MODEL_TYPES, DEFAULT_MODEL, load_pretrained
 from fp4sim.quant.attention import use_fp4sim_attention
 from fp4sim.quant.calibrate import layer_inputs
 from fp4sim.quant.config import QuantConfig
-from fp4sim.quant.export import load_quantized
+from fp4sim.quant.export import load_export
 from fp4sim.quant.quantize import quantize_checkpoint
 
 FAST = {"grid_points": 3, "rounds": 1, "calib_samples": 2, "calib_length": 32, "search_tokens": 32}
@@ -31,7 +31,7 @@ def bits(t: torch.Tensor) -> np.ndarray:
 
 
 def test_every_supported_family_is_tested() -> None:
-    assert set(FAMILY_SETTINGS) == set(SUPPORTED_MODEL_TYPES)
+    assert set(FAMILY_SETTINGS) == set(DECODER_MODEL_TYPES)
 
 
 # Every setting on the families that differ most in their attention (biases, sliding windows, q/k norms, no RoPE);
@@ -44,7 +44,7 @@ MINMAX_ATTENTION = {"method": "minmax", "quantize_attention": True}
 EVERY_SETTING = ("llama", "mistral", "qwen2", "qwen3", "smollm3")
 CASES = [
     (model_type, settings)
-    for model_type in SUPPORTED_MODEL_TYPES
+    for model_type in DECODER_MODEL_TYPES
     for settings in ((FPQ, NVFP4, FPQ_ATTENTION) if model_type in EVERY_SETTING else (MINMAX_ATTENTION,))
 ]
 
@@ -72,8 +72,8 @@ def test_family_exports_run_the_same_bits_on_torch_and_simulator(
     norm weight (q/k norms included) come back as the source model's."""
     model_type, checkpoint = family
     out = quantize_checkpoint(checkpoint, CALIB_TEXT, QuantConfig(**settings, **FAST), tmp_path / "q", progress=False)
-    on_torch, _, metadata = load_quantized(out)
-    on_simulator, _, _ = load_quantized(out, backend="simulator")
+    on_torch, _, metadata = load_export(out)
+    on_simulator, _, _ = load_export(out, backend="simulator")
     assert on_torch.config.model_type == model_type and metadata["source_model"] == str(checkpoint)
     attention = sum(entry["kind"] == "attention" for entry in metadata["modules"].values())
     assert attention == (2 if settings.get("quantize_attention") else 0)
@@ -92,12 +92,12 @@ def test_family_exports_run_the_same_bits_on_torch_and_simulator(
             assert torch.equal(on_torch.get_parameter(name), parameter), name
 
 
-@pytest.mark.parametrize("family", SUPPORTED_MODEL_TYPES, indirect=True)
+@pytest.mark.parametrize("family", DECODER_MODEL_TYPES, indirect=True)
 def test_fp4sim_attention_is_eager_attention(family: tuple[str, Path]) -> None:
     """With nothing quantized, the attention function fp4sim registers gives eager attention's logits bit for bit
     (grouped-query heads, q/k norms, sliding-window masks through the registered mask interface)."""
     _, checkpoint = family
-    model, _ = load_causal_lm(checkpoint)
+    model, _ = load_pretrained(checkpoint)
     model.set_attn_implementation("eager")
     ids = _ids(2)
     with torch.no_grad():
@@ -106,16 +106,17 @@ def test_fp4sim_attention_is_eager_attention(family: tuple[str, Path]) -> None:
         assert np.array_equal(bits(model(ids).logits), bits(eager))
 
 
-@pytest.mark.parametrize("family", SUPPORTED_MODEL_TYPES, indirect=True)
+@pytest.mark.parametrize("family", DECODER_MODEL_TYPES, indirect=True)
 def test_calibration_sees_what_the_model_feeds_each_layer(family: tuple[str, Path]) -> None:
     """Chaining the layers on the collected inputs gives the model's own hidden states, also where layers of one model
     get different masks (qwen2 here: full attention, then a sliding window shorter than the text)."""
     _, checkpoint = family
-    model, _ = load_causal_lm(checkpoint)
+    model, _ = load_pretrained(checkpoint)
     ids = _ids(3)
     with torch.no_grad():
         expected = model(ids, output_hidden_states=True).hidden_states
-        hidden, every_kwargs = layer_inputs(model, ids)
-        for index, (layer, kwargs) in enumerate(zip(model.model.layers, every_kwargs, strict=True)):
+        hidden, calls = layer_inputs(model, ids)
+        for index, (layer, layer_calls) in enumerate(zip(model.model.layers, calls, strict=True)):
             assert np.array_equal(bits(hidden), bits(expected[index])), index
-            hidden = layer(hidden, **kwargs)
+            args, kwargs = layer_calls[0]  # one length, no padding: every window's arguments are the first's
+            hidden = layer(hidden, *args, **kwargs)

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from fp4sim.cli import main
-from fp4sim.models.checkpoint import DEFAULT_MODEL, check_checkpoint, load_causal_lm
+from fp4sim.models.checkpoint import DEFAULT_MODEL, check_checkpoint, load_pretrained
 from fp4sim.quant.export import METADATA_FILE, TENSORS_FILE
 
 TEXT = (DEFAULT_MODEL.parent / "shakespeare" / "valid.txt").read_text(encoding="utf-8")[:12000]
@@ -34,8 +34,8 @@ def gguf_file(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 def test_a_gguf_file_loads_as_the_model_it_was_written_from(checkpoint: Path, gguf_file: Path) -> None:
-    original, reference_tokenizer = load_causal_lm(checkpoint)
-    model, tokenizer = load_causal_lm(gguf_file)
+    original, reference_tokenizer = load_pretrained(checkpoint)
+    model, tokenizer = load_pretrained(gguf_file)
     assert model.config.model_type == "llama" and model.config.tie_word_embeddings
     assert model.hf_quantizer is None and "quantization_config" not in model.config.to_dict()
     expected = original.state_dict()
@@ -45,7 +45,7 @@ def test_a_gguf_file_loads_as_the_model_it_was_written_from(checkpoint: Path, gg
     assert ids[0].tolist() == reference_tokenizer(TEXT[:400])["input_ids"]
     with torch.no_grad():
         assert np.array_equal(bits(model(ids).logits), bits(original(ids).logits))
-    in_directory, _ = load_causal_lm(gguf_file.parent, gguf_file=gguf_file.name, dtype="bfloat16")
+    in_directory, _ = load_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype="bfloat16")
     assert in_directory.model.norm.weight.dtype == torch.bfloat16
     assert torch.equal(in_directory.model.norm.weight, original.model.norm.weight.bfloat16())
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fp4sim.quant.export import TENSORS_FILE, load_quantized
+from fp4sim.quant.export import TENSORS_FILE, load_export
 
 TEXT = Path(__file__).resolve().parents[1] / "models" / "shakespeare" / "valid.txt"
 QUICK = ["--method", "minmax", "--calib-samples", "2", "--calib-length", "32"]
@@ -57,7 +57,7 @@ def test_killed_quantize_leaves_no_partial_export(checkpoint: Path, tmp_path: Pa
         run_killed(argv, after, sig)
         if out.exists():  # the kill came after the export was complete: it is whole
             assert (out / TENSORS_FILE).read_bytes() == expected
-            load_quantized(out)
+            load_export(out)
             continue
         assert subprocess.run(argv, capture_output=True).returncode == 0, "a re-run after the kill failed"
         assert (out / TENSORS_FILE).read_bytes() == expected

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fp4sim.cli import main
-from fp4sim.models.checkpoint import DEFAULT_MODEL, check_checkpoint, load_causal_lm
+from fp4sim.models.checkpoint import DEFAULT_MODEL, check_checkpoint, load_pretrained
 from fp4sim.models.perplexity import perplexity, tokenize_text
 
 TEXT = "ROMEO.\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n" * 6
@@ -17,7 +17,7 @@ TEXT = "ROMEO.\nBut soft, what light through yonder window breaks?\nIt is the ea
 
 @pytest.fixture(scope="module")
 def bundled():
-    return load_causal_lm(DEFAULT_MODEL)
+    return load_pretrained(DEFAULT_MODEL)
 
 
 def test_tokenize_text_gives_the_tokenizers_own_ids(bundled) -> None:
@@ -112,7 +112,7 @@ def test_loading_errors(tmp_path) -> None:
     with pytest.raises(ValueError, match="LLaMA-shaped decoders"):
         check_checkpoint(tmp_path)
     with pytest.raises(ValueError, match="dtype"):
-        load_causal_lm(DEFAULT_MODEL, dtype="int8")
+        load_pretrained(DEFAULT_MODEL, dtype="int8")
 
 
 def test_eval_command(tmp_path, capsys) -> None:

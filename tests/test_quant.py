@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_models import tiny_llama
+from tiny_models import LAYER_LINEARS, tiny_llama
 
 from fp4sim import get_format
 from fp4sim.quant import search
-from fp4sim.quant.calibrate import LAYER_LINEARS, calibrate_model, calibration_windows, model_calibration_windows
+from fp4sim.quant.calibrate import calibrate_model, calibration_windows, model_calibration_windows
 from fp4sim.quant.config import PAPER_EXACT, QuantConfig
 from fp4sim.quant.fakequant import bias_to_scale, fake_quantize, max_to_scale
 from fp4sim.quant.modules import FakeQuantLinear, apply_fake_quant

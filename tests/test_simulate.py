@@ -14,7 +14,7 @@ from fp4sim.e2e.simulate import LayerAgreement, simulate_model
 from fp4sim.models.checkpoint import DEFAULT_MODEL
 from fp4sim.models.perplexity import perplexity
 from fp4sim.quant.config import QuantConfig
-from fp4sim.quant.export import load_quantized
+from fp4sim.quant.export import load_export
 from fp4sim.quant.quantize import quantize_checkpoint
 
 TEXT = DEFAULT_MODEL.parent / "shakespeare" / "valid.txt"
@@ -37,7 +37,7 @@ def test_layer_agreement_counts_bits_not_values() -> None:
 
 
 def test_exact_mode_is_the_torch_path_and_coarse_accumulation_is_not(export: Path) -> None:
-    model, _, _ = load_quantized(export)
+    model, _, _ = load_export(export)
     ids = torch.randint(0, 4096, (300,), generator=torch.Generator().manual_seed(0))
     torch_ppl = perplexity(model, ids, context=64, progress=False).perplexity
     exact = simulate_model(model, ids, "exact", context=64, progress=False)
@@ -66,7 +66,7 @@ def test_cli_simulate_writes_the_report(export: Path, checkpoint: Path, tmp_path
 def test_cosim_refuses_unknown_layers_and_impossible_tile_counts(export: Path) -> None:
     from fp4sim.e2e.cosim import run_cosim
 
-    model, _, _ = load_quantized(export)
+    model, _, _ = load_export(export)
     ids = torch.arange(64)
     with pytest.raises(ValueError, match="not a quantized linear layer"):
         run_cosim(model, "model.layers.0.mlp", ids)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fp4sim.models.checkpoint import load_causal_lm
+from fp4sim.models.checkpoint import load_pretrained
 from fp4sim.models.tasks import zero_shot
 
 DOCS = [
@@ -54,13 +54,13 @@ def _direct_accuracy(model, tokenizer) -> float:
 
 @pytest.mark.slow
 def test_local_task_accuracy_matches_a_direct_count(tmp_path: Path) -> None:
-    model, tokenizer = load_causal_lm()
+    model, tokenizer = load_pretrained()
     scores = zero_shot(model, tokenizer, [str(_local_task(tmp_path))], batch_size=2)
     assert scores["cloze"]["acc"] == pytest.approx(_direct_accuracy(model, tokenizer))
 
 
 def test_missing_datasets_and_unknown_tasks_are_explained() -> None:
-    model, tokenizer = load_causal_lm()
+    model, tokenizer = load_pretrained()
     with pytest.raises(ValueError, match="not available locally"):
         zero_shot(model, tokenizer, ["piqa"])
     with pytest.raises(ValueError, match="unknown lm-eval task"):

@@ -29,12 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.checkpoint import load_causal_lm
+    from ..models.checkpoint import load_pretrained
     from ..models.perplexity import tokenize_text
     from ..quant.ranges import channel_ranges, plot_channel_ranges
 
     text = options.read_text(args.text)  # before the model loads: a bad path fails at once
-    model, tokenizer = load_causal_lm(args.model, gguf_file=args.gguf_file)
+    options.require_text_input(options.checkpoint_config(None, args.model, args.gguf_file), NAME)
+    model, tokenizer = load_pretrained(args.model, gguf_file=args.gguf_file)
     ids = tokenize_text(tokenizer, text)[: args.tokens]
     peak = channel_ranges(model, ids, args.layer, model.config.max_position_embeddings)
     plot_channel_ranges(peak, args.layer, args.out)

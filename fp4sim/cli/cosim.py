@@ -41,9 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..models.perplexity import tokenize_text
-    from ..quant.export import load_quantized
+    from ..quant.export import load_export
 
-    model, tokenizer, _ = load_quantized(args.quantized)
+    options.require_text_input(options.checkpoint_config(args.quantized, "", None), NAME)
+    model, tokenizer, _ = load_export(args.quantized)
     ids = tokenize_text(tokenizer, options.read_text(args.text))[: model.config.max_position_embeddings]
     if args.forward:
         return run_forward(args, model, ids)

@@ -65,3 +65,24 @@ def read_text(path: str) -> str:
         raise ValueError(f"text file {path!r} is not UTF-8 text: {err}") from None
     except OSError as err:
         raise ValueError(f"text file {path!r} cannot be read: {err.strerror or err}") from None
+
+
+def checkpoint_config(quantized: str | None, model: str, gguf_file: str | None) -> dict:
+    """The config of the export `quantized` (checked as an export first) or else of the checkpoint `model`:
+    cheap checks that run before any model loads."""
+    from ..models.checkpoint import check_checkpoint
+
+    if quantized:
+        from ..quant.export import read_metadata
+
+        read_metadata(Path(quantized))  # not an export: say so first
+        return check_checkpoint(quantized)
+    return check_checkpoint(model, gguf_file)
+
+
+def require_text_input(config: dict, command: str) -> None:
+    """ValueError for a vision model in a command that feeds the model a text."""
+    from ..models.checkpoint import is_vision
+
+    if is_vision(config):
+        raise ValueError(f"fp4sim {command} feeds the model a text; a {config['model_type']} model takes images")

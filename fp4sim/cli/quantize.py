@@ -9,7 +9,7 @@ from ..quant.config import BIT_SETTINGS, METHODS, PAPER_EXACT, QuantConfig
 from . import options
 
 NAME = "quantize"
-HELP = "quantize a LLaMA-shaped checkpoint (or GGUF file) with LLM-FP4, MXFP4 or NVFP4 and write the hardware export"
+HELP = "quantize a decoder (or GGUF file), a text or vision encoder with LLM-FP4, MXFP4 or NVFP4; write the export"
 DESCRIPTION = (
     "Calibrate layer by layer on a text (format and exponent-bias search, docs/quantization.md) and "
     "write packed FP4 weight codes, per-input-channel shifts and FP32 scales (safetensors + JSON). "
@@ -37,7 +37,12 @@ CONFIG_OPTIONS = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_model(parser)
-    parser.add_argument("--calib", required=True, help="UTF-8 calibration text, e.g. models/shakespeare/train.txt")
+    parser.add_argument(
+        "--calib",
+        required=True,
+        help="UTF-8 calibration text, e.g. models/shakespeare/train.txt (an encoder: one text per line); "
+        "a vision model: a directory of images",
+    )
     parser.add_argument("--out", required=True, help="export directory to create")
     options.add_overwrite(parser, "an existing export directory")
     for field in fields(QuantConfig):
@@ -63,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..models.checkpoint import check_checkpoint, is_vision
     from ..quant.quantize import quantize_checkpoint
     from ..quant.stages import StageTimes
 
@@ -70,9 +76,10 @@ def run(args: argparse.Namespace) -> int:
     optional = {name: settings[name] or None for name in ("shortlist", "calib_samples", "search_tokens")}
     config = QuantConfig(**{**settings, **optional, **(PAPER_EXACT if args.paper_exact else {})})
     times = StageTimes()
+    vision = is_vision(check_checkpoint(args.model, args.gguf_file))
     out = quantize_checkpoint(
         args.model,
-        options.read_text(args.calib),
+        args.calib if vision else options.read_text(args.calib),
         config,
         args.out,
         gguf_file=args.gguf_file,

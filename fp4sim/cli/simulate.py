@@ -36,13 +36,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..e2e.simulate import SimulationReport, check_report_target, simulate_model, write_report
-    from ..models.checkpoint import load_model
+    from ..models.checkpoint import is_encoder, load_model
     from ..models.perplexity import perplexity, tokenize_text
-    from ..quant.export import load_quantized
+    from ..quant.export import load_export
 
     text = options.read_text(args.text)
     check_report_target(args.out)  # before the long run, not after it
-    model, tokenizer, metadata = load_quantized(args.quantized)
+    if is_encoder(options.checkpoint_config(args.quantized, "", None)):
+        raise ValueError(
+            f"{args.quantized} is an encoder; fp4sim simulate scores decoders by perplexity. Run its metric on the "
+            "simulator with fp4sim eval --quantized DIR --backend simulator"
+        )
+    model, tokenizer, metadata = load_export(args.quantized)
     ids = tokenize_text(tokenizer, text)[: args.tokens]
     window = {"context": args.context, "stride": args.stride, "batch_size": args.batch_size}
     source = args.model or metadata.get("source_model")

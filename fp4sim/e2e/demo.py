@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..models.checkpoint import DEFAULT_CORPUS, DEFAULT_MODEL, load_causal_lm
+from ..models.checkpoint import DEFAULT_CORPUS, DEFAULT_MODEL, load_pretrained
 from ..models.perplexity import perplexity, tokenize_text
 from ..quant.config import QuantConfig
-from ..quant.export import load_quantized
+from ..quant.export import load_export
 from ..quant.quantize import quantize_checkpoint
 from . import COSIM_TILES, DEMO_DIR
 from .cosim import run_cosim
@@ -34,10 +34,10 @@ def run_demo(out: str | Path = DEMO_DIR, *, tiles: int = COSIM_TILES, overwrite:
     export = quantize_checkpoint(DEFAULT_MODEL, calib, config, out / "export", overwrite=overwrite)
     print(f"[2/4] perplexity of the FP32 model and of the export on torch ({DEFAULT_CORPUS / 'valid.txt'})")
     text = (DEFAULT_CORPUS / "valid.txt").read_text(encoding="utf-8")
-    fp32_model, tokenizer = load_causal_lm(DEFAULT_MODEL)
+    fp32_model, tokenizer = load_pretrained(DEFAULT_MODEL)
     ids = tokenize_text(tokenizer, text)
     fp32 = perplexity(fp32_model, ids).perplexity
-    model, _, _ = load_quantized(export)
+    model, _, _ = load_export(export)
     on_torch = perplexity(model, ids)
     print("[3/4] the export on the bit-accurate simulator (exact accumulation), every layer checked against torch")
     run = simulate_model(model, ids, "exact")

@@ -1,7 +1,9 @@
-"""Load LLaMA-shaped decoder checkpoints (a local directory or a GGUF file), with errors that say what is wrong."""
+"""Load local checkpoints, with errors that say what is wrong: LLaMA-shaped decoders (a directory or a GGUF file),
+BERT-shaped text encoders (a directory, or a sentence-transformers directory) and vision transformers (ViT, DeiT)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -9,13 +11,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .sentence_transformers import read_sentence_transformer
+
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "tiny-llama-shakespeare"  # bundled, in the source tree
 DEFAULT_CORPUS = DEFAULT_MODEL.parent / "shakespeare"  # its train.txt / valid.txt
 # transformers model_type strings of decoder-only families with LLaMA's modules and names (model.embed_tokens,
 # model.layers[i].self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj, model.norm, lm_head) and nothing the quantizer
 # must know about: attention biases, q/k norms, post-norms, LayerNorms, sliding-window masks, layers without RoPE and
 # scaling multipliers all live inside transformers' own modules. tests/test_families.py runs each through every path.
-SUPPORTED_MODEL_TYPES = (
+DECODER_MODEL_TYPES = (
     "llama",  # LLaMA 1/2/3, TinyLlama, SmolLM/SmolLM2, Vicuna...
     "mistral",
     "qwen2",
@@ -34,6 +38,17 @@ SUPPORTED_MODEL_TYPES = (
     "seed_oss",
     "stablelm",
 )
+# Encoders with BERT's modules (embeddings.{word,position,token_type}_embeddings, encoder.layer[i].attention.self.
+# {query,key,value}, attention.output.dense, intermediate.dense, output.dense, LayerNorms) whose attention runs through
+# transformers' attention interface; their heads are whatever linear layers follow the encoder.
+TEXT_ENCODER_TYPES = ("bert", "roberta", "xlm-roberta", "camembert")
+TEXT_HEADS = ("Model", "ForSequenceClassification", "ForMaskedLM")  # class name suffixes fp4sim loads
+# Vision transformers: a patch-embedding convolution (quantized as the linear layer it is), then layers with the same
+# linears (model.layers[i].attention.{query,key,value} ...), attention through transformers' attention interface.
+VISION_ENCODER_TYPES = ("vit", "deit")
+VISION_HEADS = ("Model", "ForImageClassification", "ForImageClassificationWithTeacher")
+ENCODER_MODEL_TYPES = TEXT_ENCODER_TYPES + VISION_ENCODER_TYPES
+SUPPORTED_MODEL_TYPES = DECODER_MODEL_TYPES + ENCODER_MODEL_TYPES
 DTYPES = ("float32", "float16", "bfloat16")  # what a checkpoint loads as (--dtype)
 GGUF_SUFFIX = ".gguf"
 
@@ -41,20 +56,22 @@ GGUF_SUFFIX = ".gguf"
 def check_checkpoint(path: str | Path, gguf_file: str | None = None) -> dict[str, Any]:
     """The checkpoint's configuration as a dict, after checking it is a supported local checkpoint.
 
-    `path` is a Hugging Face checkpoint directory, a ``.gguf`` file, or (with
-    `gguf_file`, a file name inside it) a directory holding a GGUF file.
+    `path` is a Hugging Face checkpoint directory, a sentence-transformers
+    directory (its transformer module is the checkpoint), a ``.gguf`` file, or
+    (with `gguf_file`, a file name inside it) a directory holding a GGUF file.
     Raises FileNotFoundError for a missing directory, config.json or GGUF file,
-    ValueError for an unreadable config, a model_type not in
-    SUPPORTED_MODEL_TYPES, or GGUF input without the gguf package.
+    ValueError for an unreadable config or modules.json, a model_type not in
+    SUPPORTED_MODEL_TYPES, an encoder class not ending in TEXT_HEADS or VISION_HEADS, or GGUF
+    input without the gguf package.
     """
     gguf = gguf_location(path, gguf_file)
     if gguf is not None:
         return _gguf_config(*gguf)
-    root = Path(path)
-    if not root.is_dir():
+    if not Path(path).is_dir():
         raise FileNotFoundError(
             f"model path {str(path)!r} is not a directory; pass a local Hugging Face checkpoint or a .gguf file"
         )
+    root = transformer_directory(path)
     config_file = root / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{root} has no config.json; it is not a Hugging Face checkpoint directory")
@@ -64,7 +81,43 @@ def check_checkpoint(path: str | Path, gguf_file: str | None = None) -> dict[str
         raise ValueError(f"{config_file} is not a readable JSON file: {err}") from None
     if not isinstance(config, dict):
         raise ValueError(f"{config_file} does not hold a JSON object")
-    return _supported(config, str(root))
+    config = _supported(config, str(root))
+    if is_encoder(config):
+        encoder_class_name(config, str(root))
+    return config
+
+
+def transformer_directory(path: str | Path) -> Path:
+    """The directory holding the transformer's config.json: `path`, or a sentence-transformers directory's
+    transformer module. Raises what read_sentence_transformer raises."""
+    layout = read_sentence_transformer(Path(path))
+    return Path(path) if layout is None else layout.transformer
+
+
+def is_encoder(config: dict[str, Any]) -> bool:
+    """Whether a supported checkpoint's config (check_checkpoint) is an encoder rather than a causal decoder."""
+    return config.get("model_type") in ENCODER_MODEL_TYPES
+
+
+def is_vision(config: dict[str, Any]) -> bool:
+    """Whether a supported checkpoint's config is a vision transformer (images in, an image processor)."""
+    return config.get("model_type") in VISION_ENCODER_TYPES
+
+
+def encoder_class_name(config: dict[str, Any], where: str = "the checkpoint") -> str:
+    """The transformers class of an encoder checkpoint: its config's first architecture, ``<Family>Model`` when
+    it names none. ValueError for a class that is not one of the family's TEXT_HEADS (VISION_HEADS)."""
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+
+    base = MODEL_MAPPING_NAMES[config["model_type"]]  # e.g. BertModel
+    architectures = config.get("architectures")
+    name = architectures[0] if isinstance(architectures, list) and architectures else base
+    heads = VISION_HEADS if is_vision(config) else TEXT_HEADS
+    allowed = [base.removesuffix("Model") + head for head in heads]
+    if name not in allowed:
+        model_type = config["model_type"]
+        raise ValueError(f"{where} holds a {name}; fp4sim quantizes {model_type} encoders as {', '.join(allowed)}")
+    return name
 
 
 def gguf_location(path: str | Path, gguf_file: str | None = None) -> tuple[Path, str] | None:
@@ -121,18 +174,18 @@ def _supported(config: dict[str, Any], where: str) -> dict[str, Any]:
         architectures = config.get("architectures")
         names = ", ".join(map(str, architectures)) if isinstance(architectures, list) else ""
         raise ValueError(
-            f"{where} holds a {model_type!r} model ({names}); "
-            f"fp4sim quantizes LLaMA-shaped decoders (model_type {', '.join(SUPPORTED_MODEL_TYPES)})"
+            f"{where} holds a {model_type!r} model ({names}); fp4sim quantizes LLaMA-shaped decoders (model_type "
+            f"{', '.join(DECODER_MODEL_TYPES)}) and BERT-shaped encoders ({', '.join(ENCODER_MODEL_TYPES)})"
         )
     return config
 
 
-def load_causal_lm(
+def load_pretrained(
     path: str | Path = DEFAULT_MODEL, *, gguf_file: str | None = None, **options: Any
 ) -> tuple[Any, Any]:
-    """(model, tokenizer) from a supported local checkpoint: load_model(path, gguf_file=..., **options) (dtype,
-    device, device_map, offload_folder) and load_tokenizer's tokenizer."""
-    return load_model(path, gguf_file=gguf_file, **options), load_tokenizer(path, gguf_file)
+    """(model, preprocessor) from a supported local checkpoint: load_model(path, gguf_file=..., **options) (dtype,
+    device, device_map, offload_folder) and load_preprocessor's tokenizer or image processor."""
+    return load_model(path, gguf_file=gguf_file, **options), load_preprocessor(path, gguf_file)
 
 
 def load_model(
@@ -144,9 +197,11 @@ def load_model(
     device_map: str | dict | None = None,
     offload_folder: str | Path | None = None,
 ) -> Any:
-    """The causal LM of a supported local checkpoint (see check_checkpoint), in eval mode, offline.
+    """The model of a supported local checkpoint (see check_checkpoint), in eval mode, offline.
 
-    Weights load as `dtype`; a GGUF file's tensors are dequantized by
+    A decoder loads as its causal LM (``LlamaForCausalLM``...), an encoder as the
+    class its config names (encoder_class_name: ``BertModel``,
+    ``BertForSequenceClassification``...). Weights load as `dtype`; a GGUF file's tensors are dequantized by
     transformers to it, and the model then carries no GGUF quantizer state
     (no ``hf_quantizer``, no ``config.quantization_config``). With `device_map`
     (e.g. "auto") accelerate places the layers across devices, CPU memory and
@@ -156,14 +211,13 @@ def load_model(
     check_checkpoint raises, and ValueError for a dtype not in DTYPES.
     """
     import torch
-    from transformers import AutoModelForCausalLM
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    check_checkpoint(path, gguf_file)
+    config = check_checkpoint(path, gguf_file)
     source, gguf = _pretrained_arguments(path, gguf_file)
     placement = {} if device_map is None else {"device_map": device_map, "offload_folder": offload_folder}
-    model = AutoModelForCausalLM.from_pretrained(
+    model = model_class(config).from_pretrained(
         source, local_files_only=True, dtype=getattr(torch, dtype), **gguf, **placement
     )
     if device_map is not None or torch.device(device).type != "cpu":
@@ -175,10 +229,20 @@ def load_model(
     return (model if device_map is not None else model.to(device)).eval()
 
 
+def model_class(config: dict[str, Any]) -> Any:
+    """The transformers class a supported checkpoint's config (check_checkpoint) loads as (see load_model)."""
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if is_encoder(config):
+        return getattr(transformers, encoder_class_name(config))
+    return getattr(transformers, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[config["model_type"]])
+
+
 def _pretrained_arguments(path: str | Path, gguf_file: str | None) -> tuple[Path, dict[str, str]]:
-    """What from_pretrained takes for this checkpoint: the directory, and gguf_file= when it is a GGUF file."""
+    """What from_pretrained takes for this checkpoint: the transformer's directory, and gguf_file= for a GGUF file."""
     gguf = gguf_location(path, gguf_file)
-    return (Path(path), {}) if gguf is None else (gguf[0], {"gguf_file": gguf[1]})
+    return (transformer_directory(path), {}) if gguf is None else (gguf[0], {"gguf_file": gguf[1]})
 
 
 def use_full_float32() -> None:
@@ -207,14 +271,17 @@ def input_device(model: Any) -> Any:
     """Where to put input ids: the embedding's device, or the CPU when accelerate moves inputs itself."""
     import torch
 
-    weight = model.get_input_embeddings().weight
+    embeddings = model.get_input_embeddings()  # a table, or a vision model's patch projection (quantized: buffers)
+    weight = next(itertools.chain(embeddings.parameters(), embeddings.buffers()))
     return torch.device("cpu") if weight.is_meta else weight.device
 
 
-def load_tokenizer(path: str | Path = DEFAULT_MODEL, gguf_file: str | None = None) -> Any:
-    """The tokenizer of a supported local checkpoint (see check_checkpoint), offline; raises what that raises."""
-    from transformers import AutoTokenizer
+def load_preprocessor(path: str | Path = DEFAULT_MODEL, gguf_file: str | None = None) -> Any:
+    """The tokenizer of a supported local checkpoint (see check_checkpoint), or a vision model's image processor,
+    offline; raises what check_checkpoint raises."""
+    from transformers import AutoImageProcessor, AutoTokenizer
 
-    check_checkpoint(path, gguf_file)
+    config = check_checkpoint(path, gguf_file)
     source, gguf = _pretrained_arguments(path, gguf_file)
-    return AutoTokenizer.from_pretrained(source, local_files_only=True, **gguf)
+    auto = AutoImageProcessor if is_vision(config) else AutoTokenizer
+    return auto.from_pretrained(source, local_files_only=True, **gguf)

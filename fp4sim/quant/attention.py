@@ -1,11 +1,12 @@
 """Quantized attention matmuls: the inputs of Q K^T and P V, one scale per tensor (docs/quantization.md).
 
 Optional (QuantConfig.quantize_attention), off by default: the paper leaves
-them in floating point for LLaMA. The model runs this module's attention
-function, registered with transformers as ``"fp4sim"``: eager attention
-(repeat_kv, scaled scores, additive mask, float32 softmax; the same for
-every supported family: their q/k norms and biases run before it, and
-sliding windows arrive in the mask) in which each
+them in floating point for LLaMA and quantizes them for BERT. The model runs
+this module's attention function, registered with transformers as
+``"fp4sim"``: eager attention (repeat_kv, scaled scores, additive mask,
+float32 softmax; the same for every supported family: their q/k norms and
+biases run before it, and sliding windows and encoders' padding arrive in
+the mask) in which each
 matmul goes through the attention module's ``fp4sim_attention`` state:
 
 - None: plain float matmuls;
@@ -53,17 +54,33 @@ class AttentionRecorder:
 
     max_batch bounds memory: the probabilities are (batch, heads, T, T). It
     counts windows over all calls, so the model may run one window at a time.
+    With `valid` (windows, T), 1 for real tokens, the model runs one window per
+    call and each padded position is zeroed in every operand (its query and
+    probability rows, its key and value): zeros are quantized exactly and move
+    neither a maximum nor an error.
     """
 
     max_batch: int
+    module: Any = None  # the attention module it is attached to
+    valid: torch.Tensor | None = None
     operands: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = field(
         default_factory=lambda: {"scores": [], "context": []}
     )
 
     def record(self, which: str, left: torch.Tensor, right: torch.Tensor) -> None:
-        room = self.max_batch - sum(a.shape[0] for a, _ in self.operands[which])
-        if room > 0:
-            self.operands[which].append((left[:room].detach(), right[:room].detach()))
+        seen = sum(a.shape[0] for a, _ in self.operands[which])
+        room = self.max_batch - seen
+        if room <= 0:
+            return
+        left, right = left[:room].detach(), right[:room].detach()
+        if self.valid is not None:
+            pad = ~self.valid[seen].to(left.device)
+            left = left.masked_fill(pad[:, None], 0)  # query rows, probability rows
+            if which == "scores":
+                right = right.masked_fill(pad, 0)  # key columns
+            else:
+                left, right = left.masked_fill(pad, 0), right.masked_fill(pad[:, None], 0)  # P columns, value rows
+        self.operands[which].append((left, right))
 
     def stacked(self, which: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Both operands over every recorded call, batch and head dimensions flattened: (N, m, k), (N, k, n)."""
@@ -110,11 +127,11 @@ def attention_forward(
     dropout: float = 0.0,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    from transformers.models.llama.modeling_llama import repeat_kv  # every supported family's is this function
+    from transformers.models.llama.modeling_llama import repeat_kv  # every supported decoder's is this function
 
     state = getattr(module, STATE, None)
-    key = repeat_kv(key, module.num_key_value_groups)
-    value = repeat_kv(value, module.num_key_value_groups)
+    groups = getattr(module, "num_key_value_groups", 1)  # encoders: one key-value head per query head
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     scores = _matmul(state, "scores", query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         scores = scores + attention_mask

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..models.checkpoint import check_checkpoint, load_model, load_tokenizer, source_name
+from ..models.checkpoint import (
+    check_checkpoint,
+    gguf_location,
+    is_encoder,
+    is_vision,
+    load_model,
+    load_preprocessor,
+    source_name,
+)
 from ..models.perplexity import tokenize_text
-from .calibrate import calibrate_model, model_calibration_windows
+from ..models.sentence_transformers import read_sentence_transformer
+from .calibrate import calibrate_model, image_windows, model_calibration_windows, sentence_windows
 from .config import QuantConfig
 from .export import check_target, export_quantized
 from .stages import StageTimes
@@ -14,7 +23,7 @@ from .stages import StageTimes
 
 def quantize_checkpoint(
     model_path: str | Path,
-    calib_text: str,
+    calib: str,
     config: QuantConfig,
     out: str | Path,
     *,
@@ -27,23 +36,39 @@ def quantize_checkpoint(
     progress: bool = True,
     times: StageTimes | None = None,
 ) -> Path:
-    """Calibrate a local checkpoint on `calib_text` and write the hardware export to `out`.
+    """Calibrate a local checkpoint on `calib` and write the hardware export to `out`.
 
-    `model_path` is a checkpoint directory of a supported family, a ``.gguf``
-    file, or a directory holding `gguf_file` (models.checkpoint.check_checkpoint);
-    the export's ``source_model`` names the directory or the GGUF file. The
-    checkpoint, the target and the calibration text are checked before the
+    `calib` is the calibration text itself, or for a vision model (models.checkpoint.is_vision) the path of a
+    directory of images (any layout below it; models.images.image_files).
+
+    `model_path` is a checkpoint directory of a supported family (a decoder, an
+    encoder, a sentence-transformers directory), a ``.gguf`` file, or a
+    directory holding `gguf_file` (models.checkpoint.check_checkpoint); the
+    export's ``source_model`` names the directory or the GGUF file, and a
+    sentence-transformers directory's pooling modes go into its metadata. A
+    decoder calibrates on random windows of the token stream, a text encoder on
+    lines of the text, one sample each (calibrate.sentence_windows), a vision
+    model on images (calibrate.image_windows). The
+    checkpoint, the target and the calibration data are checked before the
     model loads; the export appears whole or not at all. `device_map` and
     `offload_folder` go to accelerate (load_model) for models larger than one device.
     `times` receives the wall time of each stage (tokenize, load, forward passes, searches, export).
     """
     times = times or StageTimes()
-    context = check_checkpoint(model_path, gguf_file).get("max_position_embeddings", config.calib_length)
+    model_config = check_checkpoint(model_path, gguf_file)
+    layout = None if gguf_location(model_path, gguf_file) else read_sentence_transformer(Path(model_path))
     check_target(Path(out), overwrite)
-    with times("tokenize"):
-        tokenizer = load_tokenizer(model_path, gguf_file)
-        ids = tokenize_text(tokenizer, calib_text) if config.needs_data else None  # MXFP4 reads no text
-        windows = model_calibration_windows(context, ids, config)
+    masks = None
+    with times("preprocess images" if is_vision(model_config) else "tokenize"):
+        tokenizer = load_preprocessor(model_path, gguf_file)
+        if is_vision(model_config):
+            windows = image_windows(tokenizer, calib, config)
+        elif is_encoder(model_config):
+            windows, masks = sentence_windows(tokenizer, calib, config, model_config)
+        else:
+            ids = tokenize_text(tokenizer, calib) if config.needs_data else None  # MXFP4 reads no text
+            context = model_config.get("max_position_embeddings", config.calib_length)
+            windows = model_calibration_windows(context, ids, config)
     with times("load"):
         model = load_model(
             model_path,
@@ -53,7 +78,10 @@ def quantize_checkpoint(
             device_map=device_map,
             offload_folder=offload_folder,
         )
-    params = calibrate_model(model, windows, config, progress=progress, times=times)
+    params = calibrate_model(model, windows, config, progress=progress, times=times, masks=masks)
     source = source_name(model_path, gguf_file)
+    pooling = None if layout is None else layout.pooling
     with times("export"):
-        return export_quantized(model, tokenizer, params, config, out, source=source, overwrite=overwrite)
+        return export_quantized(
+            model, tokenizer, params, config, out, source=source, overwrite=overwrite, pooling=pooling
+        )

@@ -10,7 +10,9 @@ An export directory holds:
   ``<name>.input_shift`` (uint8, one per input channel); the embedding's codes
   and per-row scales; every other parameter (the RMSNorm weights) in float32;
 - the model's ``config.json`` (embeddings untied: the embedding and lm_head
-  are quantized separately) and its tokenizer files.
+  are quantized separately; ``architectures`` names the class that was
+  quantized, the class it loads as) and its tokenizer files (a vision
+  model's image processor).
 
 Writing goes to a temporary directory beside the target, renamed into place
 at the end: a failure leaves nothing half-written.
@@ -30,7 +32,7 @@ from typing import Any
 
 import torch
 
-from ...models.checkpoint import onloaded, use_full_float32
+from ...models.checkpoint import load_preprocessor, model_class, onloaded, use_full_float32
 from ..config import QuantConfig
 from ..modules import set_backend
 from .kinds import KIND_OF_QUANT, KINDS
@@ -44,6 +46,7 @@ __all__ = [
     "ExportError",
     "check_target",
     "export_quantized",
+    "load_export",
     "load_quantized",
     "read_metadata",
 ]
@@ -58,9 +61,11 @@ def export_quantized(
     *,
     source: str = "",
     overwrite: bool = False,
+    pooling: tuple[str, ...] | None = None,
 ) -> Path:
     """Fold `params` (from calibrate_model) into `model`'s weights and write the export directory `out`.
 
+    `pooling`: a sentence-transformers model's pooling modes, recorded in the metadata.
     Raises FileExistsError / FileNotFoundError for a target it may not write,
     TypeError for a calibration result of no known kind.
     """
@@ -88,20 +93,40 @@ def export_quantized(
         "quant_config": config.to_dict(),
         "modules": modules,
     }
+    if pooling is not None:
+        metadata["pooling"] = list(pooling)
     model_config = copy.deepcopy(model.config)
     model_config.tie_word_embeddings = False
+    model_config.architectures = [type(model).__name__]
     write_atomically(out, overwrite, tensors, metadata, model_config, tokenizer)
     return out
 
 
 def load_quantized(
     path: str | Path, *, backend: str = "torch", accum: str = "exact", dtype: str = "float32", device: str = "cpu"
-) -> tuple[Any, Any, dict]:
-    """(model, tokenizer, metadata) from an export directory; quantized linears run on `backend`.
+) -> Any:
+    """The model of an export directory, as the transformers class that was quantized (``LlamaForCausalLM``,
+    ``BertModel``, ``BertForSequenceClassification``, ``ViTForImageClassification``...), in eval mode: code
+    written for that model runs unchanged.
 
-    Raises ExportError for a directory that is not a readable export of a supported version.
+    Every quantized linear layer (and, where the export quantized them, each attention's Q K^T and P V) runs
+    on `backend`: "torch" (torch ops, any device) or "simulator" (the golden model: fp4sim.gemm, or
+    fp4sim.block_gemm for MXFP4 / NVFP4, under accumulation model `accum`, on the CPU); in exact mode both
+    give the same bits. Non-quantized parameters load as `dtype` onto `device`. Its tokenizer loads with
+    ``AutoTokenizer.from_pretrained(path)`` (a vision model's image processor with AutoImageProcessor).
+    Raises ExportError (a ValueError) for a directory that is not a readable export of a supported version,
+    ValueError for an unknown backend.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    return load_export(path, backend=backend, accum=accum, dtype=dtype, device=device)[0]
+
+
+def load_export(
+    path: str | Path, *, backend: str = "torch", accum: str = "exact", dtype: str = "float32", device: str = "cpu"
+) -> tuple[Any, Any, dict]:
+    """(model, preprocessor, metadata) from an export directory: load_quantized's model, with the export's
+    tokenizer (or image processor) and its metadata (fp4sim_quant.json). Raises what load_quantized raises.
+    """
+    from transformers import AutoConfig
 
     root = Path(path)
     metadata = read_metadata(root)
@@ -110,7 +135,7 @@ def load_quantized(
     with _as_export_error(root / "config.json", third_party=True):
         model_config = AutoConfig.from_pretrained(root, local_files_only=True)
         with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(model_config)
+            model = model_class(model_config.to_dict())(model_config)
     tensors = _Reads(tensors)
     for name, entry in metadata["modules"].items():
         with _as_export_error(root, f"module {name}: "):
@@ -131,7 +156,7 @@ def load_quantized(
     _rebuild_meta_buffers(model)
     set_backend(model, backend, accum)
     with _as_export_error(root, third_party=True):
-        tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
+        tokenizer = load_preprocessor(root)
     if torch.device(device).type != "cpu":
         use_full_float32()
     return model.to(device).eval(), tokenizer, metadata
@@ -178,11 +203,14 @@ def _belongs_to_quantized(key: str, metadata: dict) -> bool:
 
 
 def _rebuild_meta_buffers(model: Any) -> None:
-    """Re-create the modules built on the meta device whose buffers are computed, not stored (rotary tables)."""
-    for name, module in list(model.named_modules()):
-        if any(b.is_meta for b in module.buffers(recurse=False)):
-            parent, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent) if parent else model, child, type(module)(config=model.config))
+    """Compute the buffers that are computed, not stored (rotary tables, BERT's position ids), which the model built
+    on the meta device lacks: each such module's are taken from a fresh copy built from the config."""
+    for module in model.modules():
+        missing = [name for name, value in module.named_buffers(recurse=False) if value.is_meta]
+        if missing:
+            fresh = type(module)(config=model.config)
+            for name in missing:
+                setattr(module, name, getattr(fresh, name))
     leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if leftover:
         raise ExportError(f"the export did not provide {', '.join(leftover[:5])}")

@@ -20,6 +20,7 @@ from ..attention import STATE, AttentionQuant, FoldedAttention, MatmulQuant, use
 from ..blockquant import BlockEmbeddingQuant, BlockLinear, BlockLinearQuant, fold_block_linear
 from ..folded import FoldedLinear, fold_linear
 from ..modules import BlockQuantizedLinear, QuantizedLinear
+from ..patches import PatchEmbeddingLinear, is_patch_conv, linear_weight
 from ..search import LinearQuant, TensorQuant
 from .schema import (
     ExportError,
@@ -174,10 +175,15 @@ KIND_OF_QUANT = {kind.quant: kind for kind in KINDS.values()}
 
 
 def _parameters(module: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(weight, bias or None) as float32 CPU copies, also where accelerate offloaded the module."""
+    """(weight, bias or None) as float32 CPU copies, also where accelerate offloaded the module; a patch
+    convolution's weight as its (out, channels * kh * kw) matrix.
+
+    The bias is a copy of its own: a head's bias may be the same tensor as a parameter the export also
+    stores (BERT's and RoBERTa's masked-LM heads tie ``decoder.bias`` to the head's ``bias``)."""
     with onloaded(module):
         bias = getattr(module, "bias", None)
-        return module.weight.detach().float().cpu(), None if bias is None else bias.detach().float().cpu()
+        weight = linear_weight(module) if is_patch_conv(module) else module.weight
+        return weight.detach().float().cpu(), None if bias is None else bias.detach().float().cpu().clone()
 
 
 def _linear_record(
@@ -222,12 +228,18 @@ def _bias(tensors: Tensors, name: str, entry: dict) -> torch.Tensor | None:
 
 
 def _replace(model: Any, name: str, layer: Any) -> None:
-    """Put `layer` where the model (built from config.json) has the linear layer `name`, of the same shape."""
+    """Put `layer` where the model (built from config.json) has the linear layer `name`, of the same shape; where
+    it has a patch convolution, `layer` computes it on rows of patches (PatchEmbeddingLinear)."""
     original = model.get_submodule(name)
-    shape = (getattr(original, "out_features", None), getattr(original, "in_features", None))
+    if is_patch_conv(original):
+        shape = tuple(linear_weight(original).shape)
+        replacement = PatchEmbeddingLinear(original.kernel_size, layer)
+    else:
+        shape = (getattr(original, "out_features", None), getattr(original, "in_features", None))
+        replacement = layer
     if shape != (layer.out_features, layer.in_features):
         raise ExportError(
             f"{name} is {layer.out_features} x {layer.in_features}; config.json makes it {shape[0]} x {shape[1]}"
         )
     parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, layer)
+    setattr(model.get_submodule(parent) if parent else model, child, replacement)

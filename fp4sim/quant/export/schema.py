@@ -16,6 +16,7 @@ from ...codec import pack_fp4, unpack_fp4
 from ...codec.blockscaled import BlockFormat, get_block_format
 from ...formats import Format, llm_fp4_format
 from ...models.checkpoint import check_checkpoint
+from ...models.sentence_transformers import POOLING_MODES
 from ..config import UNQUANTIZED, QuantConfig
 
 EXPORT_FORMAT = "fp4sim-llm-fp4"
@@ -57,6 +58,9 @@ def read_metadata(root: Path) -> dict:
     for field, kind in (("tensors_sha256", str), ("files_sha256", dict), ("source_model", str), ("quant_config", dict)):
         if field in metadata and not isinstance(metadata[field], kind):
             raise ExportError(f"{meta_file}: {field} must be a {kind.__name__}, got {metadata[field]!r}")
+    pooling = metadata.get("pooling", POOLING_MODES)
+    if not isinstance(pooling, list | tuple) or not pooling or not set(pooling) <= set(POOLING_MODES):
+        raise ExportError(f"{meta_file}: pooling must list modes among {', '.join(POOLING_MODES)}, got {pooling!r}")
     weight_only = _weight_only(metadata)
     for name, entry in metadata["modules"].items():
         if not isinstance(entry, dict) or entry.get("kind") not in kinds:
