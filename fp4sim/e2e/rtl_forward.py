@@ -1,4 +1,4 @@
-"""A whole forward pass with every quantized linear layer computed by the Verilog array, through the bulk player.
+"""A whole forward pass with every quantized matmul computed by the Verilog array, through the bulk player.
 
 Each QuantizedLinear's input is encoded as spec 6.1 says, scheduled as spec
 3.4 says (output tiles row-major, the layer's full K per tile, back to back
@@ -9,7 +9,13 @@ spec 2.5 (per-channel scale, then bias) gives the layer's output, which must
 equal the torch path's on the same input bit for bit, and it replaces that
 output in the forward, so every later layer sees what the RTL computed.
 
-Every layer runs on one array build per format pair: K_MAX is the array's
+When the export quantizes the attention matmuls (spec 6.3), Q K^T and P V
+run the same way: both operands encoded with their per-tensor scales, no
+shifts (an array with SHIFT_BITS = 0), one GEMM per batch x head slice, all
+slices of one matmul stitched behind one reset and played in one run, then
+the epilogue's single FP32 multiply by fp32(alpha_L alpha_R).
+
+Every matmul runs on one array build per format pair and shift width: K_MAX is the array's
 default, enough for any layer here, and the exact accumulator gives the same
 bits for any K_MAX >= K (spec 2.3). Needs the source tree and the simulator.
 """
@@ -17,17 +23,17 @@ bits for any K_MAX >= K (spec 2.3). Needs the source tree and the simulator.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..gemm import gemm
-from ..hw.fp4_array import collect_tiles, schedule_gemm, stitch_streams
+from ..hw.fp4_array import ArrayOutputs, collect_tiles, schedule_gemm, stitch_streams
 from ..hw.fp4_pkg import K_MAX_DEFAULT, PEConfig
 from ..hw.fp4_round_to_float import FP32
-from ..quant.attention import STATE
+from ..quant.attention import STATE, FoldedAttention, MatmulQuant, matmul_codes
 from ..quant.folded import FoldedLinear, input_codes, weight_codes_kn
 from ..quant.modules import BlockQuantizedLinear, QuantizedLinear
 from ..rtlsim.player import play_stream
@@ -36,18 +42,24 @@ from ..rtlsim.runner import array_parameters, check_tools
 
 @dataclass
 class LayerRun:
-    """One quantized linear layer of the forward, computed by the array."""
+    """One quantized matmul of the forward, computed by the array: a linear layer, or an attention matmul
+    ("<attention module>.scores" for Q K^T, ".context" for P V) over its batch x head slices."""
 
     layer: str
-    shape: tuple[int, int, int]  # (M, K, N): tokens, in_features, out_features
+    shape: tuple[int, int, int]  # (M, K, N) of one GEMM: tokens, in_features, out_features for a linear layer
     cycles: int  # array edges played
     seconds: float  # simulator wall time
     array_mismatches: int  # array outputs (FP32, before the epilogue) that differ from fp4sim.gemm
-    torch_mismatches: int  # layer outputs that differ from the torch path on the same input
+    torch_mismatches: int  # outputs that differ from the torch path's on the same input
+    slices: int = 1  # GEMMs of this shape: 1 for a linear layer, batch x heads for an attention matmul
 
     @property
     def identical(self) -> bool:
         return self.array_mismatches == 0 and self.torch_mismatches == 0
+
+    @property
+    def outputs(self) -> int:
+        return self.slices * self.shape[0] * self.shape[2]
 
 
 @dataclass
@@ -74,15 +86,39 @@ class ForwardRun:
         return bool(self.layers) and all(run.identical for run in self.layers) and self.logits_mismatches == 0
 
 
-def array_on_rtl(
-    a: np.ndarray, w: np.ndarray, s: np.ndarray, config: PEConfig, rows: int, cols: int, simulator: str
-) -> tuple[np.ndarray, int, float]:
-    """(M, K) @ (K, N) codes with (K,) shifts on the R x C array: its (M, N) float32 result, edges, seconds."""
-    scheduled, tiles = schedule_gemm(a, w, s, rows, cols)
-    stream = stitch_streams([scheduled], rows, cols)
+def arrays_on_rtl(
+    gemms: list[tuple[np.ndarray, np.ndarray, np.ndarray]], config: PEConfig, rows: int, cols: int, simulator: str
+) -> tuple[list[np.ndarray], int, float]:
+    """GEMMs of (M, K) @ (K, N) codes with (K,) shifts on one R x C array, each scheduled as spec 3.4 says and all
+    stitched behind one reset into one run: each one's (M, N) float32 result, the edges, the simulator's seconds."""
+    scheduled = [schedule_gemm(a, w, s, rows, cols) for a, w, s in gemms]
+    stream = stitch_streams([gemm_stream for gemm_stream, _ in scheduled], rows, cols)
     array_config = PEConfig(config.fmt_a, config.fmt_w, config.shift_bits, K_MAX_DEFAULT)
     run = play_stream(stream, array_parameters(array_config, rows, cols), simulator)
-    return collect_tiles(run.outputs, tiles, a.shape[0], w.shape[1], FP32), stream.cycles, run.seconds
+    owner = np.repeat(np.arange(len(gemms)), [len(tiles) for _, tiles in scheduled])  # tile (in stream order) -> GEMM
+    tile = pulse_tiles(run.outputs, cols)
+    if tile.size and tile.max() >= owner.size:
+        raise RuntimeError(f"a PE pulsed {tile.max() + 1} times for {owner.size} tiles")
+    results = []
+    for index, ((a, w, _), (_, tiles)) in enumerate(zip(gemms, scheduled, strict=True)):
+        mine = ArrayOutputs(*(field[owner[tile] == index] for field in run.outputs))
+        results.append(collect_tiles(mine, tiles, a.shape[0], w.shape[1], FP32))
+    return results, stream.cycles, run.seconds
+
+
+def pulse_tiles(outputs: ArrayOutputs, cols: int) -> np.ndarray:
+    """The tile of each pulse (in edge order) in its stream: a PE's j-th pulse is the j-th tile's (spec 3.4)."""
+    pe = outputs.row * cols + outputs.col
+    order = np.argsort(pe, kind="stable")
+    by_pe = pe[order]
+    tile = np.empty_like(pe)
+    tile[order] = np.arange(pe.size) - np.searchsorted(by_pe, by_pe)
+    return tile
+
+
+def bits_differ(x: np.ndarray, y: np.ndarray) -> int:
+    """How many elements of two float32 arrays differ in their bits."""
+    return int(np.count_nonzero(x.view(np.uint32) != y.view(np.uint32)))
 
 
 def epilogue(folded: FoldedLinear, array: np.ndarray, leading: tuple[int, ...]) -> torch.Tensor:
@@ -94,19 +130,18 @@ def epilogue(folded: FoldedLinear, array: np.ndarray, leading: tuple[int, ...]) 
 def forward_on_rtl(
     model: Any, ids: torch.Tensor, *, rows: int = 16, cols: int = 16, simulator: str = "verilator"
 ) -> ForwardRun:
-    """One forward of `ids` (1-D token ids) with every QuantizedLinear of a loaded export on the array.
+    """One forward of `ids` (1-D token ids) with every QuantizedLinear of a loaded export, and its attention
+    matmuls when it quantizes them, on the array.
 
-    ValueError when the export has no such layer, quantizes its attention matmuls or has block-scaled layers
-    (the array runs LLM-FP4 linear layers only).
+    ValueError when the export has no such layer or has block-scaled layers (the array runs LLM-FP4 layers only).
     """
     check_tools(simulator)
     layers = {name: m for name, m in model.named_modules() if isinstance(m, QuantizedLinear)}
     if not layers:
         raise ValueError("this export has no LLM-FP4 linear layer (QuantizedLinear) for the array to run")
-    if any(getattr(m, STATE, None) is not None for m in model.modules()):
-        raise ValueError("this export quantizes the attention matmuls; the RTL forward runs linear layers only")
     if any(isinstance(m, BlockQuantizedLinear) for m in model.modules()):
         raise ValueError("this export has block-scaled (MXFP4/NVFP4) layers, which the array does not run")
+    attention = {name: m for name, m in model.named_modules() if isinstance(getattr(m, STATE, None), FoldedAttention)}
     result = ForwardRun()
 
     def on_the_array(name: str):
@@ -114,18 +149,41 @@ def forward_on_rtl(
             folded, x = module.folded, args[0]
             config = folded.pe_config()
             a, w, s = input_codes(folded, x), weight_codes_kn(folded), folded.input_shift.numpy()
-            array, cycles, seconds = array_on_rtl(a, w, s, config, rows, cols, simulator)
+            [array], cycles, seconds = arrays_on_rtl([(a, w, s)], config, rows, cols, simulator)
             golden = gemm(a, w, s, config.fmt_a, config.fmt_w, k_max=config.k_max)
             y = epilogue(folded, array, x.shape[:-1])
-            differ = y.view(torch.int32) != output.float().contiguous().view(torch.int32)
+            torch_mismatches = bits_differ(y.numpy(), output.float().contiguous().numpy())
             shape = (a.shape[0], a.shape[1], w.shape[1])
-            mismatches = int(np.count_nonzero(array.view(np.uint32) != golden.view(np.uint32)))
-            result.layers.append(LayerRun(name, shape, cycles, seconds, mismatches, int(torch.count_nonzero(differ))))
+            result.layers.append(LayerRun(name, shape, cycles, seconds, bits_differ(array, golden), torch_mismatches))
+            return y.to(output.dtype)
+
+        return hook
+
+    def attention_on_the_array(name: str):
+        def hook(
+            which: str, left: torch.Tensor, right: torch.Tensor, quant: MatmulQuant, output: torch.Tensor
+        ) -> torch.Tensor:
+            a, w, config, scale = matmul_codes(left, right, quant)
+            shifts = np.zeros(a.shape[-1], np.uint8)
+            slices = list(zip(a, w, strict=True))
+            arrays, cycles, seconds = arrays_on_rtl([(*ab, shifts) for ab in slices], config, rows, cols, simulator)
+            array = np.stack(arrays)
+            golden = np.stack(
+                [gemm(*ab, None, config.fmt_a, config.fmt_w, shift_bits=0, k_max=config.k_max) for ab in slices]
+            )
+            y = torch.from_numpy(array * scale).reshape(output.shape)  # spec 6.3: one FP32 multiply
+            torch_mismatches = bits_differ(y.numpy(), output.float().contiguous().numpy())
+            shape, mismatches = (a.shape[1], a.shape[2], w.shape[2]), bits_differ(array, golden)
+            result.layers.append(
+                LayerRun(f"{name}.{which}", shape, cycles, seconds, mismatches, torch_mismatches, len(slices))
+            )
             return y.to(output.dtype)
 
         return hook
 
     handles = [module.register_forward_hook(on_the_array(name)) for name, module in layers.items()]
+    for name, module in attention.items():
+        setattr(module, STATE, replace(getattr(module, STATE), on_matmul=attention_on_the_array(name)))
     start = time.perf_counter()
     try:
         with torch.no_grad():
@@ -133,6 +191,8 @@ def forward_on_rtl(
     finally:
         for handle in handles:
             handle.remove()
+        for module in attention.values():
+            setattr(module, STATE, replace(getattr(module, STATE), on_matmul=None))
     result.wall_seconds = time.perf_counter() - start
     with torch.no_grad():
         logits_torch = model(ids[None]).logits.float()

@@ -18,6 +18,7 @@ matmul goes through the attention module's ``fp4sim_attention`` state:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -90,13 +91,22 @@ class AttentionRecorder:
         return left, right
 
 
+# on_matmul(which, left, right, quant, output) -> the output the model goes on with ("scores" or "context")
+MatmulHook = Callable[[str, torch.Tensor, torch.Tensor, MatmulQuant, torch.Tensor], torch.Tensor]
+
+
 @dataclass
 class FoldedAttention:
-    """The hardware form of AttentionQuant, on `backend` "torch" or "simulator" under `accum`."""
+    """The hardware form of AttentionQuant, on `backend` "torch" or "simulator" under `accum`.
+
+    on_matmul, when set, sees each matmul's operands and output and may replace the output, as a forward hook
+    does for a layer (fp4sim.e2e.rtl_forward runs the matmuls on the RTL through it).
+    """
 
     quant: AttentionQuant
     backend: str = "torch"
     accum: str = "exact"
+    on_matmul: MatmulHook | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -150,7 +160,8 @@ def _matmul(state: Any, which: str, left: torch.Tensor, right: torch.Tensor) -> 
     if isinstance(state, FoldedAttention):
         quant = getattr(state.quant, which)
         run = matmul_simulator if state.backend == "simulator" else matmul_torch
-        return run(left, right, quant, state.accum).to(left.dtype)
+        output = run(left, right, quant, state.accum).to(left.dtype)
+        return output if state.on_matmul is None else state.on_matmul(which, left, right, quant, output)
     return torch.matmul(left, right)
 
 
@@ -171,14 +182,22 @@ def matmul_torch(left: torch.Tensor, right: torch.Tensor, quant: MatmulQuant, ac
     return acc.float() * (quant.left.scale * quant.right.scale).to(left.device)
 
 
-def matmul_simulator(left: torch.Tensor, right: torch.Tensor, quant: MatmulQuant, accum: str = "exact") -> torch.Tensor:
-    """The same matmul through fp4sim.gemm, one call per batch x head slice (CPU)."""
-    config = matmul_config(quant, left.shape[-1])
+def matmul_codes(
+    left: torch.Tensor, right: torch.Tensor, quant: MatmulQuant
+) -> tuple[np.ndarray, np.ndarray, PEConfig, np.ndarray]:
+    """Both operands encoded (spec 6.3), batch and head dimensions flattened: (S, m, k) and (S, k, n) codes, the
+    MAC array that multiplies them, and the epilogue's scale fp32(alpha_L alpha_R) (0-d float32)."""
     codes_l = encode(left.detach().float().cpu(), quant.left.fmt, scale=quant.left.scale.cpu().numpy())
     codes_r = encode(right.detach().float().cpu(), quant.right.fmt, scale=quant.right.scale.cpu().numpy())
     scale = (quant.left.scale * quant.right.scale).cpu().numpy()
     flat_l = codes_l.reshape(-1, *codes_l.shape[-2:]).numpy()
     flat_r = codes_r.reshape(-1, *codes_r.shape[-2:]).numpy()
+    return flat_l, flat_r, matmul_config(quant, left.shape[-1]), scale
+
+
+def matmul_simulator(left: torch.Tensor, right: torch.Tensor, quant: MatmulQuant, accum: str = "exact") -> torch.Tensor:
+    """The same matmul through fp4sim.gemm, one call per batch x head slice (CPU)."""
+    flat_l, flat_r, config, scale = matmul_codes(left, right, quant)
     out = np.stack(
         [
             gemm(a, w, None, config.fmt_a, config.fmt_w, accum=accum, scale=scale, shift_bits=0, k_max=config.k_max)
