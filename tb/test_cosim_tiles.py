@@ -52,14 +52,24 @@ async def model_tiles(dut) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def bundled_export(tmp_path_factory: pytest.TempPathFactory) -> tuple:
-    """The bundled model quantized fpq 4/4/4 (a short search) and 64 tokens of its validation text."""
+def quantize_bundled(tmp_path_factory: pytest.TempPathFactory, config: QuantConfig) -> tuple:
+    """The bundled model quantized by `config` and 64 tokens of its validation text."""
     text = (DEFAULT_MODEL.parent / "shakespeare" / "valid.txt").read_text(encoding="utf-8")
-    config = QuantConfig(method="fpq", grid_points=10, rounds=1, calib_samples=4)
     export = quantize_checkpoint(DEFAULT_MODEL, text, config, tmp_path_factory.mktemp("q") / "export", progress=False)
     model, tokenizer, _ = load_export(export)
     return model, tokenize_text(tokenizer, text)[:64]
+
+
+@pytest.fixture(scope="module")
+def bundled_export(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """fpq 4/4/4 with a short search."""
+    return quantize_bundled(tmp_path_factory, QuantConfig(method="fpq", grid_points=10, rounds=1, calib_samples=4))
+
+
+@pytest.fixture(scope="module")
+def bundled_export_attention(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """minmax 4/4/4 (no search: seconds) with the inputs of Q K^T and P V quantized too (--quantize-attention)."""
+    return quantize_bundled(tmp_path_factory, QuantConfig(method="minmax", calib_samples=4, quantize_attention=True))
 
 
 @pytest.mark.slow
@@ -85,3 +95,25 @@ def test_bundled_model_forward_on_the_rtl(bundled_export: tuple) -> None:
     q_proj = result.layers[0]
     assert q_proj.shape == (16, 256, 256)
     assert q_proj.cycles == 1 + (16 // 4) * (256 // 4) * 256 + 4 + 4 + 1  # reset, tiles x K, drain (spec 3.4)
+
+
+@pytest.mark.slow
+def test_bundled_model_attention_on_the_rtl(bundled_export_attention: tuple) -> None:
+    """With the attention matmuls quantized, a 4-token forward on a 4 x 4 Verilated array: Q K^T and P V of every
+    layer, one GEMM per head stitched into one run, bit-identical to fp4sim.gemm and to the torch path, beside the
+    29 linear layers, and so the logits."""
+    model, ids = bundled_export_attention
+    result = forward_on_rtl(model, ids[:4], rows=4, cols=4, simulator="verilator")
+    attention = [run for run in result.layers if run.layer.endswith((".scores", ".context"))]
+    assert len(attention) == 8 and len(result.layers) == 29 + 8
+    assert [run.layer for run in attention[:2]] == [
+        "model.layers.0.self_attn.scores",
+        "model.layers.0.self_attn.context",
+    ]
+    heads, head_dim = model.config.num_attention_heads, model.config.head_dim
+    assert all(run.slices == heads and run.identical for run in attention)
+    scores, context = attention[:2]
+    assert scores.shape == (4, head_dim, 4) and context.shape == (4, 4, head_dim)
+    assert scores.cycles == 1 + heads * head_dim + 4 + 4 + 1  # reset, one tile of K = head_dim per head, drain
+    assert context.cycles == 1 + heads * (head_dim // 4) * 4 + 4 + 4 + 1  # head_dim / C tiles of K = 4 keys per head
+    assert result.logits_mismatches == 0 and result.passed
