@@ -1,26 +1,34 @@
 """Break the RTL on purpose and show the testbenches notice.
 
-    python tb/mutation_check.py        (make mutation-check)
+    python tb/mutation_check.py [--sim verilator|icarus]        (make mutation-check [MUTATION_SIM=icarus])
 
 Each mutation edits one line of a copy of rtl/, runs the testbench that
-should catch it under Icarus (FP4SIM_RTL_DIR points the benches at the
-copy; an Icarus build takes about a second, a Verilator one several), and reports
-whether it failed as it should. Exits non-zero if any mutation
-survives. Not part of `make test`: every mutation costs a rebuild.
+should catch it under Verilator (default) or Icarus (FP4SIM_RTL_DIR points
+the benches at the copy), and reports whether it failed as it should. The
+copy lives in tb/sim_build/mutants/<digest of its sources>/, its builds
+under it, so a rerun reuses every build whose sources are unchanged. Every
+module of rtl/*.sv has at least one mutation (the check refuses to run
+otherwise). fp4_pkg's bench evaluates the package's functions under Icarus
+whatever --sim says. Exits non-zero if any mutation survives. Not part of
+`make test`: every mutation costs a build.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
+import time
 from pathlib import Path
 from typing import NamedTuple
 
 TB = Path(__file__).resolve().parent
 RTL = TB.parent / "rtl"
+MUTANTS = TB / "sim_build" / "mutants"
+SIMULATORS = ("verilator", "icarus")
 
 
 class Mutation(NamedTuple):
@@ -28,7 +36,7 @@ class Mutation(NamedTuple):
     file: str
     original: str
     mutant: str
-    bench: str  # pytest node selection under tb/
+    bench: str  # pytest node under tb/; {sim} stands for the simulator's parameter id
 
 
 MUTATIONS = [
@@ -37,63 +45,63 @@ MUTATIONS = [
         "fp4_round_to_float.sv",
         "if (drop >= 2 && drop <= MAG_BITS) sticky",
         "if (1'b0) sticky",
-        "test_fp4_round_to_float.py::test_fp4_round_to_float[icarus-fp32]",
+        "test_fp4_round_to_float.py::test_fp4_round_to_float[{sim}-fp32]",
     ),
     Mutation(
         "flip the ties-to-even condition",
         "fp4_round_to_float.sv",
         "if (guard && (sticky || q[0]))",
         "if (guard && (sticky || !q[0]))",
-        "test_fp4_encode.py::test_fp4_encode[icarus-E2M1]",
+        "test_fp4_encode.py::test_fp4_encode[{sim}-E2M1]",
     ),
     Mutation(
         "ignore the rounding carry into the next binade",
         "fp4_round_to_float.sv",
         "if (q[QW-1]) begin",
         "if (1'b0) begin",
-        "test_fp4_round_to_float.py::test_fp4_round_to_float[icarus-bf16]",
+        "test_fp4_round_to_float.py::test_fp4_round_to_float[{sim}-bf16]",
     ),
     Mutation(
         "off-by-one in the exponent-bias shift",
         "fp4_pe_product.sv",
         "if (SHIFT_BITS > 0) amount = amount - 32'(s);",
         "if (SHIFT_BITS > 0) amount = amount - 32'(s) + (s == 0 ? 0 : 1);",
-        "test_fp4_pe_product.py::test_fp4_pe_product[icarus-E2M1-E2M1]",
+        "test_fp4_pe_product.py::test_fp4_pe_product[{sim}-E2M1-E2M1]",
     ),
     Mutation(
         "encoder shift off by one",
         "fp4_encode.sv",
         "if (SHIFT_BITS > 0) exponent = exponent + 32'(shift);",
         "if (SHIFT_BITS > 0) exponent = exponent + 32'(shift) + (shift == 3 ? 1 : 0);",
-        "test_fp4_encode.py::test_fp4_encode[icarus-E2M1]",
+        "test_fp4_encode.py::test_fp4_encode[{sim}-E2M1]",
     ),
     Mutation(
         "wrong row skew (one stage too many)",
         "fp4_array.sv",
         "fp4_delay_line #(.WIDTH(AH), .DEPTH(r)) skew",
         "fp4_delay_line #(.WIDTH(AH), .DEPTH(r + 1)) skew",
-        "test_fp4_array.py::test_fp4_array[icarus-E2M1xE2M1-4x4-e8m23]",
+        "test_fp4_array.py::test_fp4_array[{sim}-E2M1xE2M1-4x4-e8m23]",
     ),
     Mutation(
         "out_valid ignores in_valid (dishonest valid flag)",
         "fp4_pe.sv",
         "out_valid <= valid_left && last_left;",
         "out_valid <= last_left;",
-        "test_fp4_array.py::test_fp4_array[icarus-E2M1xE2M1-4x4-e8m23]",
+        "test_fp4_array.py::test_fp4_array[{sim}-E2M1xE2M1-4x4-e8m23]",
     ),
     Mutation(
         "reset leaves the accumulator alone",
         "fp4_pe.sv",
         "      acc <= '0;\n      out_valid <= 1'b0;",
         "      out_valid <= 1'b0;",
-        "test_fp4_array.py::test_fp4_array[icarus-E2M1xE2M1-4x4-e8m23]",
+        "test_fp4_array.py::test_fp4_array[{sim}-E2M1xE2M1-4x4-e8m23]",
     ),
     Mutation(
         "NaN keeps its sign",
         "fp4_encode.sv",
         "if (is_nan) code = {~sign,",
         "if (is_nan) code = {sign,",
-        "test_fp4_encode.py::test_fp4_encode[icarus-E1M2]",
+        "test_fp4_encode.py::test_fp4_encode[{sim}-E1M2]",
     ),
     Mutation(
         "accumulator one bit narrow",
@@ -107,63 +115,90 @@ MUTATIONS = [
         "fp4_operand_decode.sv",
         "assign exp_m1 = normal ? field - 1'b1 : '0;",
         "assign exp_m1 = field - 1'b1;",
-        "test_fp4_operand_decode.py::test_fp4_operand_decode[icarus-2-1]",
+        "test_fp4_operand_decode.py::test_fp4_operand_decode[{sim}-2-1]",
     ),
     Mutation(
         "skew line ignores reset",
         "fp4_delay_line.sv",
         "stages <= rst ? '0 : {stages[(DEPTH-1)*WIDTH-1:0], in};",
         "stages <= {stages[(DEPTH-1)*WIDTH-1:0], in};",
-        "test_fp4_delay_line.py::test_fp4_delay_line[icarus-2]",
+        "test_fp4_delay_line.py::test_fp4_delay_line[{sim}-2]",
     ),
     Mutation(
         "out_valid ignores in_valid, at the PE's own bench",
         "fp4_pe.sv",
         "out_valid <= valid_left && last_left;",
         "out_valid <= last_left;",
-        "test_fp4_pe.py::test_fp4_pe[icarus-E2M1xE2M1-s2-e8m23]",
+        "test_fp4_pe.py::test_fp4_pe[{sim}-E2M1xE2M1-s2-e8m23]",
     ),
     Mutation(
         "MAC accumulates while valid is low",
         "fp4_mac.sv",
         "else if (valid) acc <= acc + ACC_BITS'(product);",
         "else acc <= acc + ACC_BITS'(product);",
-        "test_fp4_mac.py::test_fp4_mac[icarus-E2M1-E2M1-2]",
+        "test_fp4_mac.py::test_fp4_mac[{sim}-E2M1-E2M1-2]",
+    ),
+    Mutation(
+        "INT4 product truncated to the operands' 4 bits",
+        "fp4_int4_mac.sv",
+        "assign product = 8'(a) * 8'(w);",
+        "assign product = 8'(a * w);",
+        "test_fp4_int4_mac.py::test_fp4_int4_mac[{sim}]",
     ),
 ]
 
 
-def run(mutation: Mutation) -> tuple[bool, str]:
-    """(caught, first assertion line) for one mutation."""
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "rtl"
-        shutil.copytree(RTL, copy)
-        target = copy / mutation.file
-        text = target.read_text()
-        if text.count(mutation.original) != 1:
-            raise SystemExit(f"{mutation.name}: the original text is not found exactly once in {mutation.file}")
-        target.write_text(text.replace(mutation.original, mutation.mutant))
-        env = {**os.environ, "FP4SIM_RTL_DIR": str(copy)}
-        result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", mutation.bench],
-            cwd=TB,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+def mutant_copy(mutation: Mutation) -> Path:
+    """rtl/ with `mutation` applied, in a directory named by the digest of its sources (made once)."""
+    sources = {path.name: path.read_text() for path in sorted(RTL.iterdir()) if path.is_file()}
+    if sources[mutation.file].count(mutation.original) != 1:
+        raise SystemExit(f"{mutation.name}: the original text is not found exactly once in {mutation.file}")
+    sources[mutation.file] = sources[mutation.file].replace(mutation.original, mutation.mutant)
+    digest = hashlib.sha256(repr(sorted(sources.items())).encode()).hexdigest()[:16]
+    copy = MUTANTS / digest / "rtl"
+    if not copy.is_dir():
+        staging = MUTANTS / digest / "staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for name, text in sources.items():
+            (staging / name).write_text(text)
+        staging.rename(copy)
+    return copy
+
+
+def run(mutation: Mutation, simulator: str) -> tuple[bool, str]:
+    """(caught, first assertion line) for one mutation under `simulator`."""
+    env = {**os.environ, "FP4SIM_RTL_DIR": str(mutant_copy(mutation))}
+    node = mutation.bench.format(sim=simulator)
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--sim", simulator, node]
+    result = subprocess.run(command, cwd=TB, env=env, capture_output=True, text=True)
     evidence = next((line.strip() for line in result.stdout.splitlines() if "AssertionError" in line), "")
     return result.returncode != 0, evidence
 
 
 def main() -> None:
-    print("| mutation | file | testbench | caught | first failure |")
-    print("|---|---|---|---|---|")
-    survivors = 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sim", choices=SIMULATORS, default="verilator", help="simulator (default verilator)")
+    simulator = parser.parse_args().sim
+    modules = sorted(path.name for path in RTL.glob("*.sv"))
+    uncovered = sorted(set(modules) - {mutation.file for mutation in MUTATIONS})
+    if uncovered:
+        raise SystemExit(f"no mutation for {', '.join(uncovered)}: every RTL module needs one")
+    print("| mutation | file | testbench | caught | seconds | first failure |")
+    print("|---|---|---|---|---|---|")
+    survivors, start = 0, time.perf_counter()
     for mutation in MUTATIONS:
-        caught, evidence = run(mutation)
+        began = time.perf_counter()
+        caught, evidence = run(mutation, simulator)
         survivors += not caught
         verdict = "yes" if caught else "NO"
-        print(f"| {mutation.name} | {mutation.file} | `{mutation.bench}` | {verdict} | {evidence[:110]} |")
+        bench = mutation.bench.format(sim=simulator)
+        seconds = time.perf_counter() - began
+        print(f"| {mutation.name} | {mutation.file} | `{bench}` | {verdict} | {seconds:.0f} | {evidence[:110]} |")
+    print(
+        f"\n{simulator}: {len(MUTATIONS) - survivors} of {len(MUTATIONS)} mutations caught, over all "
+        f"{len(modules)} modules of rtl/ ({', '.join(modules)}), in {time.perf_counter() - start:.0f} s"
+    )
     sys.exit(1 if survivors else 0)
 
 
