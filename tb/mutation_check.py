@@ -139,10 +139,10 @@ MUTATIONS = [
         "test_fp4_mac.py::test_fp4_mac[{sim}-E2M1-E2M1-2]",
     ),
     Mutation(
-        "INT4 product truncated to the operands' 4 bits",
+        "INT4 activation taken as unsigned",
         "fp4_int4_mac.sv",
         "assign product = 8'(a) * 8'(w);",
-        "assign product = 8'(a * w);",
+        "assign product = 8'($unsigned(a)) * 8'(w);",
         "test_fp4_int4_mac.py::test_fp4_int4_mac[{sim}]",
     ),
 ]
