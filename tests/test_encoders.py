@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from folding import shifted_layers_feed_unfolded_inputs
 from tiny_models import tiny_encoder, wordpiece_tokenizer
 from torch import nn
 
@@ -84,11 +85,21 @@ def test_encoder_exports_run_the_same_bits_on_torch_and_simulator(
         ours, theirs = on_torch(**inputs), on_simulator(**inputs)
     field = "last_hidden_state" if architecture.endswith("Model") else "logits"
     assert np.array_equal(bits(ours[field]), bits(theirs[field]))
-    assert set(monitor.layers) == linears
+    matmuls = {f"{name}.{which}" for name in expected & attention for which in ("scores", "context")}
+    assert set(monitor.layers) == linears | matmuls  # attention matmuls compared on their own operands too
     assert all(layer.outputs and layer.identical == layer.outputs for layer in monitor.layers.values())
     for name, parameter in original.named_parameters():  # LayerNorms stay as they were
         if "LayerNorm" in name or "layer_norm" in name:
             assert torch.equal(on_torch.get_parameter(name), parameter), name
+
+
+def test_folded_inputs_are_the_unfolded_per_channel_ones(tmp_path: Path) -> None:
+    """FPQ's per-channel activation bias, folded into shifts: every layer of a BERT export feeds its array the
+    bits the unfolded per-channel quantizer gives, and some layers shift."""
+    checkpoint = save_encoder(tmp_path / "ckpt", "bert", "BertForSequenceClassification")
+    out = quantize_checkpoint(checkpoint, CALIB_TEXT, QuantConfig(method="fpq", **FAST), tmp_path / "q", progress=False)
+    model, tokenizer, _ = load_export(out)
+    assert shifted_layers_feed_unfolded_inputs(model, lambda: model(**padded(tokenizer))) > 0
 
 
 @pytest.fixture(scope="module")
@@ -277,12 +288,44 @@ def test_bad_encoder_input_fails_clearly_and_writes_nothing(
     assert not (tmp_path / "q").exists()
 
 
-def test_simulate_refuses_an_encoder_and_says_what_runs_it(
-    tmp_path: Path, bert: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_simulate_scores_an_encoder_and_compares_every_matmul(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """simulate --data on a classifier with quantized attention: accuracy and agreement of FP32, torch and each
+    simulator run (exact equal to torch, and to a count made text by text), and every linear and attention matmul
+    in the per-layer comparison, bit-identical in exact mode and not under a 2-bit aligned truncation."""
+    source = save_encoder(tmp_path / "ckpt", "bert", "BertForSequenceClassification")
+    config = QuantConfig(method="fpq", quantize_attention=True, **FAST)
+    out = quantize_checkpoint(source, CALIB_TEXT, config, tmp_path / "q", progress=False)
+    pairs = [(line, str(i % 3)) for i, line in enumerate(LINES[40:46])]
+    data = tmp_path / "data.tsv"
+    data.write_text("".join(f"{text}\t{label}\n" for text, label in pairs))
+    argv = ["simulate", "--quantized", str(out), "--data", str(data), "--out", str(tmp_path / "r")]
+    assert main([*argv, "--accum", "exact,aligned_truncate:2"]) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    quantized, tokenizer = fp4sim.load_quantized(out), load_pretrained(source)[1]
+    with torch.no_grad():
+        ours = [int(quantized(**tokenizer([t], return_tensors="pt")).logits.argmax()) for t, _ in pairs]
+    assert report["accuracy"]["torch"] == np.mean([o == int(label) for o, (_, label) in zip(ours, pairs, strict=True)])
+    assert report["agreement_with_fp32"]["fp32"] == 1.0 and report["scored"] == "6 examples"
+    exact, coarse = report["simulator"]
+    assert exact["accuracy"] == report["accuracy"]["torch"] and exact["all_layers_bit_identical"]
+    attention = [n for n in json.loads((out / "fp4sim_quant.json").read_text())["modules"] if n.endswith(".self")]
+    names = {layer["name"] for layer in exact["layers"]}
+    assert {f"{n}.{which}" for n in attention for which in ("scores", "context")} <= names and len(attention) == 2
+    assert not coarse["all_layers_bit_identical"]
+    assert "| simulator | exact |" in capsys.readouterr().out
+
+
+def test_simulate_takes_the_input_the_model_reads(tmp_path: Path, bert: Path, capsys: pytest.CaptureFixture) -> None:
+    """An embedding model is scored on --text (its cosine to FP32, 1 for FP32 itself); --data is refused before
+    any report is written."""
     out = quantize_checkpoint(bert, CALIB_TEXT, QuantConfig(method="nvfp4"), tmp_path / "q", progress=False)
     text = tmp_path / "t.txt"
-    text.write_text("a text\n")
-    assert main(["simulate", "--quantized", str(out), "--text", str(text), "--out", str(tmp_path / "r")]) == 2
-    assert "fp4sim eval --quantized DIR --backend simulator" in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()
+    text.write_text("\n".join(SENTENCES) + "\n")
+    tsv = tmp_path / "d.tsv"
+    tsv.write_text("a text\t0\n")
+    assert main(["simulate", "--quantized", str(out), "--data", str(tsv), "--out", str(tmp_path / "bad")]) == 2
+    assert "evaluated with --text" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert main(["simulate", "--quantized", str(out), "--text", str(text), "--out", str(tmp_path / "r")]) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["cosine_to_fp32_mean"]["fp32"] == 1.0 and report["scored"] == "3 texts"
+    assert report["simulator"][0]["cosine_to_fp32_min"] == report["cosine_to_fp32_min"]["torch"] < 1.0

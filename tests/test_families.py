@@ -82,7 +82,9 @@ def test_family_exports_run_the_same_bits_on_torch_and_simulator(
     with torch.no_grad():
         assert np.array_equal(bits(on_torch(ids).logits), bits(on_simulator(ids).logits))
     layers = list(monitor.layers.values())
-    assert len(layers) == 7 * 2 + 1 and all(layer.outputs and layer.identical == layer.outputs for layer in layers)
+    matmuls = 2 * attention  # Q K^T and P V of each quantized attention, compared on their own operands
+    assert len(layers) == 7 * 2 + 1 + matmuls
+    assert all(layer.outputs and layer.identical == layer.outputs for layer in layers)
     original = AutoModelForCausalLM.from_pretrained(checkpoint)
     for name, parameter in original.named_parameters():
         module, _, field = name.rpartition(".")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fp4sim.cli import main
-from fp4sim.e2e.simulate import LayerAgreement, simulate_model
+from fp4sim.e2e.simulate import LayerAgreement, perplexity_measure, simulate_model
 from fp4sim.models.checkpoint import DEFAULT_MODEL
 from fp4sim.models.perplexity import perplexity
 from fp4sim.quant.config import QuantConfig
@@ -40,12 +40,13 @@ def test_exact_mode_is_the_torch_path_and_coarse_accumulation_is_not(export: Pat
     model, _, _ = load_export(export)
     ids = torch.randint(0, 4096, (300,), generator=torch.Generator().manual_seed(0))
     torch_ppl = perplexity(model, ids, context=64, progress=False).perplexity
-    exact = simulate_model(model, ids, "exact", context=64, progress=False)
+    measure = perplexity_measure(ids, context=64, progress=False)
+    exact = simulate_model(model, "exact", measure)
     assert exact.all_identical and len(exact.layers) == 7 * 2 + 1
     assert all(layer.outputs > 0 and layer.max_abs == 0 for layer in exact.layers)
-    assert exact.perplexity == torch_ppl
-    coarse = simulate_model(model, ids, "aligned_truncate:2", context=64, progress=False)
-    assert not coarse.all_identical and coarse.perplexity != torch_ppl
+    assert exact.scores == {"perplexity": torch_ppl}
+    coarse = simulate_model(model, "aligned_truncate:2", measure)
+    assert not coarse.all_identical and coarse.scores["perplexity"] != torch_ppl
     assert all(layer.backend == "torch" for layer in model.modules() if hasattr(layer, "backend"))  # restored
 
 
@@ -72,3 +73,10 @@ def test_cosim_refuses_unknown_layers_and_impossible_tile_counts(export: Path) -
         run_cosim(model, "model.layers.0.mlp", ids)
     with pytest.raises(ValueError, match=r"tiles must be 1\.\.192"):
         run_cosim(model, "model.layers.0.mlp.up_proj", ids, tiles=1000)  # 64 tokens x 48 outputs: 16 x 12 tiles
+
+
+def test_cli_simulate_reads_a_text_for_a_decoder(export: Path, tmp_path: Path, capsys) -> None:
+    data = tmp_path / "d.tsv"
+    data.write_text("a text\t0\n")
+    assert main(["simulate", "--quantized", str(export), "--data", str(data), "--out", str(tmp_path / "r")]) == 2
+    assert "simulated on a text" in capsys.readouterr().err and not (tmp_path / "r").exists()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from folding import shifted_layers_feed_unfolded_inputs
 from PIL import Image
 from tiny_models import tiny_vision
 from torch import nn
@@ -91,8 +92,22 @@ def test_vision_exports_run_the_same_bits_on_torch_and_simulator(
     field = "last_hidden_state" if architecture.endswith("Model") else "logits"
     assert np.array_equal(bits(ours[field]), bits(theirs[field]))
     patch = next(n for n in linears if n.endswith("projection"))
-    assert set(monitor.layers) == {n for n in linears if n != patch} | {f"{patch}.linear"}
+    matmuls = {f"{n}.{which}" for n in attention for which in ("scores", "context")}
+    quantized_matmuls = matmuls if settings.get("quantize_attention") else set()
+    assert set(monitor.layers) == {n for n in linears if n != patch} | {f"{patch}.linear"} | quantized_matmuls
     assert all(layer.outputs and layer.identical == layer.outputs for layer in monitor.layers.values())
+
+
+def test_folded_inputs_are_the_unfolded_per_channel_ones(tmp_path: Path, images: Path) -> None:
+    """FPQ's per-channel activation bias, folded into shifts: every layer of a ViT export, the patch embedding
+    included, feeds its array the bits the unfolded per-channel quantizer gives, and some layers shift."""
+    checkpoint = save_vision(tmp_path / "ckpt", "vit", "ViTForImageClassification")
+    out = quantize_checkpoint(
+        checkpoint, str(images), QuantConfig(method="fpq", **FAST), tmp_path / "q", progress=False
+    )
+    model, _, _ = load_export(out)
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    assert shifted_layers_feed_unfolded_inputs(model, lambda: model(pixel_values=pixels)) > 0
 
 
 def test_image_classifier_accuracy_and_agreement(tmp_path: Path, images: Path, capsys: pytest.CaptureFixture) -> None:

@@ -18,7 +18,7 @@ from ..quant.export import load_export
 from ..quant.quantize import quantize_checkpoint
 from . import COSIM_TILES, DEMO_DIR
 from .cosim import run_cosim
-from .simulate import SimulationReport, simulate_model, write_report
+from .simulate import SimulationReport, perplexity_measure, simulate_model, write_report
 
 COSIM_LAYER = "model.layers.1.mlp.down_proj"  # widest K in the model (688), FPQ's shifts in use
 
@@ -40,9 +40,10 @@ def run_demo(out: str | Path = DEMO_DIR, *, tiles: int = COSIM_TILES, overwrite:
     model, _, _ = load_export(export)
     on_torch = perplexity(model, ids)
     print("[3/4] the export on the bit-accurate simulator (exact accumulation), every layer checked against torch")
-    run = simulate_model(model, ids, "exact")
+    run = simulate_model(model, "exact", perplexity_measure(ids))
     valid = str(DEFAULT_CORPUS / "valid.txt")
-    report = SimulationReport(str(export), valid, on_torch.tokens, fp32, on_torch.perplexity, [run])
+    scores = {"perplexity": on_torch.perplexity}
+    report = SimulationReport(str(export), valid, f"{on_torch.tokens:,} tokens", {"perplexity": fp32}, scores, [run])
     files = write_report(report, out / "report")
     print(f"[4/4] {tiles} tiles of {COSIM_LAYER} through rtl/fp4_array.sv under Icarus Verilog")
     cosim = run_cosim(model, COSIM_LAYER, ids[: model.config.max_position_embeddings], tiles=tiles)
@@ -51,7 +52,7 @@ def run_demo(out: str | Path = DEMO_DIR, *, tiles: int = COSIM_TILES, overwrite:
     print(
         "\n| path | perplexity |\n|---|---|\n"
         f"| FP32 | {fp32:.2f} |\n| LLM-FP4 {config.bits}, torch fake quantization | {on_torch.perplexity:.2f} |\n"
-        f"| LLM-FP4 {config.bits}, bit-accurate simulator | {run.perplexity:.2f} |\n"
+        f"| LLM-FP4 {config.bits}, bit-accurate simulator | {run.scores['perplexity']:.2f} |\n"
     )
     print(
         f"simulator vs torch: {same_layers} of {len(run.layers)} layers bit-identical ({outputs:,} outputs)\n"

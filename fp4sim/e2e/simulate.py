@@ -1,17 +1,20 @@
 """A quantized model streamed through the bit-accurate simulator, checked layer by layer against the torch path.
 
 Every quantized linear layer of an export runs on ``fp4sim.gemm`` (LLM-FP4)
-or ``fp4sim.block_gemm`` (MXFP4 / NVFP4) under an accumulation model; a
-forward hook runs the torch path (docs/spec.md 6.2, 7.6) on the same input and
-compares the two, bit for bit. In exact mode they must agree everywhere; the
-study models (spec 2.6, 7.5) show how far a narrower accumulator moves each layer. End to end, perplexity of the FP32
-model, the torch path and the simulator on the same text.
+or ``fp4sim.block_gemm`` (MXFP4 / NVFP4) under an accumulation model, and so
+does every quantized attention matmul; a forward hook runs the torch path
+(docs/spec.md 6.2, 6.3, 7.6) on the same operands and compares the two, bit for
+bit. In exact mode they must agree everywhere; the study models (spec 2.6, 7.5)
+show how far a narrower accumulator moves each layer. End to end, the model's
+metric (perplexity for a decoder, an encoder's metric from
+models.encoder_eval) for the FP32 model, the torch path and the simulator.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ import torch
 
 from .._files import atomic_directory
 from ..models.perplexity import perplexity
+from ..quant.attention import STATE, FoldedAttention, matmul_torch
 from ..quant.modules import SimulatedLinear, set_backend
 
 _INT_VIEWS = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float16: torch.int16}
@@ -56,22 +60,34 @@ class LayerAgreement:
 
 @dataclass
 class AgreementMonitor:
-    """Forward hooks on every quantized linear: the torch path on the module's input, compared with its output."""
+    """Forward hooks on every quantized linear and attention matmul: the torch path on the same operands, compared
+    with the output. An attention's matmuls are the layers ``<attention>.scores`` (Q K^T) and ``<attention>.context``
+    (P V); the monitor holds their FoldedAttention's on_matmul while attached."""
 
     layers: dict[str, LayerAgreement] = field(default_factory=dict)
     handles: list[Any] = field(default_factory=list)
+    attentions: list[FoldedAttention] = field(default_factory=list)
 
     def attach(self, model: Any) -> AgreementMonitor:
         for name, module in model.named_modules():
             if isinstance(module, SimulatedLinear):
                 self.layers[name] = LayerAgreement(name)
                 self.handles.append(module.register_forward_hook(self._hook(name)))
+            state = getattr(module, STATE, None)
+            if isinstance(state, FoldedAttention):
+                for which in ("scores", "context"):
+                    self.layers[f"{name}.{which}"] = LayerAgreement(f"{name}.{which}")
+                state.on_matmul = self._matmul_hook(name)
+                self.attentions.append(state)
         return self
 
     def detach(self) -> None:
         for handle in self.handles:
             handle.remove()
+        for state in self.attentions:
+            state.on_matmul = None
         self.handles.clear()
+        self.attentions.clear()
 
     def _hook(self, name: str) -> Any:
         def compare(module: Any, args: tuple, output: torch.Tensor) -> None:
@@ -80,11 +96,23 @@ class AgreementMonitor:
 
         return compare
 
+    def _matmul_hook(self, name: str) -> Any:
+        def compare(which: str, left: torch.Tensor, right: torch.Tensor, quant: Any, output: torch.Tensor) -> Any:
+            reference = matmul_torch(left, right, quant).to(output.dtype)
+            self.layers[f"{name}.{which}"].update(output.detach(), reference)
+            return output
+
+        return compare
+
+
+Scores = dict[str, float | None]  # a model's metric values by name, e.g. {"perplexity": 62.08}
+Measure = Callable[[Any], Scores]  # a model -> its scores on fixed inputs
+
 
 @dataclass
 class SimulationResult:
     accum: str
-    perplexity: float
+    scores: Scores
     layers: list[LayerAgreement]
 
     @property
@@ -92,73 +120,79 @@ class SimulationResult:
         return all(layer.identical == layer.outputs for layer in self.layers)
 
 
-def simulate_model(
-    model: Any,
-    ids: torch.Tensor,
-    accum: str,
-    *,
-    context: int | None = None,
-    stride: int | None = None,
-    batch_size: int = 8,
-    progress: bool = True,
-) -> SimulationResult:
-    """Perplexity of a loaded export on the simulator under `accum`, with every layer checked against torch."""
+def perplexity_measure(
+    ids: torch.Tensor, *, context: int | None = None, stride: int | None = None, batch_size: int = 8, progress=True
+) -> Measure:
+    """A decoder's sliding-window perplexity on the token ids `ids` (models.perplexity), as a Measure."""
+
+    def measure(model: Any) -> Scores:
+        result = perplexity(model, ids, context=context, stride=stride, batch_size=batch_size, progress=progress)
+        return {"perplexity": result.perplexity}
+
+    return measure
+
+
+def simulate_model(model: Any, accum: str, measure: Measure) -> SimulationResult:
+    """`measure` of a loaded export on the simulator under `accum`, with every quantized layer and attention matmul
+    checked against the torch path; the export is back on torch afterwards."""
     set_backend(model, "simulator", accum)
     monitor = AgreementMonitor().attach(model)
     try:
-        result = perplexity(model, ids, context=context, stride=stride, batch_size=batch_size, progress=progress)
+        scores = measure(model)
     finally:
         monitor.detach()
         set_backend(model, "torch")
-    return SimulationResult(accum, result.perplexity, list(monitor.layers.values()))
+    return SimulationResult(accum, scores, list(monitor.layers.values()))
 
 
 @dataclass
 class SimulationReport:
+    """One export's scores (FP32 model, torch path, the simulator per accumulation model) on the inputs at `data`
+    (`scored` says how many: "95,320 tokens"), with the per-layer comparison of every simulator run."""
+
     export: str
-    text: str
-    tokens: int
-    perplexity_fp32: float | None
-    perplexity_torch: float
+    data: str
+    scored: str
+    fp32: Scores | None  # None without the FP32 model
+    torch: Scores
     runs: list[SimulationResult]
 
     def to_dict(self) -> dict:
         runs = [
             {
                 "accum": run.accum,
-                "perplexity": run.perplexity,
+                **run.scores,
                 "all_layers_bit_identical": run.all_identical,
                 "layers": [{**asdict(layer), "fraction_identical": layer.fraction} for layer in run.layers],
             }
             for run in self.runs
         ]
-        return {
-            "export": self.export,
-            "text": self.text,
-            "tokens_scored": self.tokens,
-            "perplexity": {"fp32": self.perplexity_fp32, "torch": self.perplexity_torch},
-            "simulator": runs,
+        scores = {
+            name: {"fp32": None if self.fp32 is None else self.fp32[name], "torch": value}
+            for name, value in self.torch.items()
         }
+        return {"export": self.export, "data": self.data, "scored": self.scored, **scores, "simulator": runs}
 
     def markdown(self) -> str:
-        fp32 = f"{self.perplexity_fp32:.4f}" if self.perplexity_fp32 is not None else "n/a"
+        names = list(self.torch)
         lines = [
             f"# fp4sim simulate: {self.export}",
             "",
-            f"Text `{self.text}`, {self.tokens:,} tokens scored.",
+            f"`{self.data}`, {self.scored} scored.",
             "",
-            "| path | accumulation | perplexity | layers bit-identical to the torch path |",
-            "|---|---|---|---|",
-            f"| FP32 (unquantized) | - | {fp32} | - |",
-            f"| torch path | exact | {self.perplexity_torch:.4f} | - |",
+            f"| path | accumulation | {' | '.join(name.replace('_', ' ') for name in names)} "
+            "| layers bit-identical to the torch path |",
+            "|---|---|" + "---|" * len(names) + "---|",
+            f"| FP32 (unquantized) | - | {_cells(self.fp32, names)} | - |",
+            f"| torch path | exact | {_cells(self.torch, names)} | - |",
         ]
         for run in self.runs:
             same = sum(layer.identical == layer.outputs for layer in run.layers)
-            lines.append(f"| simulator | {run.accum} | {run.perplexity:.4f} | {same} of {len(run.layers)} |")
+            lines.append(f"| simulator | {run.accum} | {_cells(run.scores, names)} | {same} of {len(run.layers)} |")
         for run in self.runs:
             lines += ["", f"## Per layer, simulator `{run.accum}` vs torch", ""]
             if run.accum == "exact":
-                verdict = "every output of every layer is bit-identical (docs/spec.md 6.2, 7.6)"
+                verdict = "every output of every layer is bit-identical (docs/spec.md 6.2, 6.3, 7.6)"
                 lines += [f"Exact mode: {verdict if run.all_identical else 'MISMATCHES: the spec is violated'}.", ""]
             lines += ["| layer | outputs | bit-identical | max abs error | max rel error |", "|---|---|---|---|---|"]
             for layer in run.layers:
@@ -167,6 +201,11 @@ class SimulationReport:
                     f"| {layer.max_rel:.3g} |"
                 )
         return "\n".join(lines) + "\n"
+
+
+def _cells(scores: Scores | None, names: list[str]) -> str:
+    values = [None if scores is None else scores.get(name) for name in names]
+    return " | ".join("n/a" if value is None else f"{value:.6g}" for value in values)
 
 
 REPORT_FILES = ("report.md", "report.json", "layer_error.png")

@@ -173,3 +173,13 @@ def pseudo_perplexity(model: Any, tokenizer: Any, texts: list[str], batch_size: 
     if count == 0:
         raise ValueError("the texts hold no token to score (only special tokens)")
     return PseudoPerplexity(math.exp(total / count), total / count, count)
+
+
+def result_scores(result: Agreement | Accuracy | PseudoPerplexity) -> tuple[dict[str, float | None], str]:
+    """An encoder metric's values by name (None where there is no FP32 model to agree with), and what they were
+    counted over, e.g. "3 texts"."""
+    if isinstance(result, Agreement):
+        return {"cosine_to_fp32_mean": result.mean, "cosine_to_fp32_min": result.min}, f"{result.texts:,} texts"
+    if isinstance(result, Accuracy):
+        return {"accuracy": result.accuracy, "agreement_with_fp32": result.agreement}, f"{result.examples:,} examples"
+    return {"pseudo_perplexity": result.pseudo_perplexity, "nll": result.nll}, f"{result.tokens:,} masked tokens"
