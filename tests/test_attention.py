@@ -13,6 +13,7 @@ from transformers import AutoTokenizer
 
 from fp4sim import get_format
 from fp4sim.models.checkpoint import DEFAULT_MODEL
+from fp4sim.quant import search
 from fp4sim.quant.attention import (
     STATE,
     AttentionQuant,
@@ -58,7 +59,7 @@ def test_matmul_search_picks_the_best_candidate_and_beats_minmax() -> None:
 
     minmax = calibrate_matmul(left, right, QuantConfig(method="minmax"))
     assert torch.equal(minmax[0].scale, left.abs().amax() / 6.0) and minmax[0].fmt.name == "E2M1(bias=1)"
-    config = QuantConfig(method="fpq-baseline", grid_points=8, rounds=1)
+    config = QuantConfig(method="fpq-baseline", grid_points=8, rounds=1, shortlist=None)
     searched = calibrate_matmul(left, right, config)
     # one round: the left side is searched against MinMax's right, then the right against the new left
     grid = bias_grid(config)
@@ -69,6 +70,30 @@ def test_matmul_search_picks_the_best_candidate_and_beats_minmax() -> None:
     right_options = [c for f in formats for c in activation_candidates(right.abs().amax(), f, grid, per_channel=False)]
     assert error(*searched) == pytest.approx(min(error(searched[0], c) for c in right_options), rel=1e-6)
     assert error(*searched) < error(*minmax)
+
+
+def test_matmul_search_walks_a_long_grid_coarse_to_fine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a shortlist (the default) each format's 101-point grid is walked: fewer errors computed than points,
+    and the pick is at least as good as every coarse point's (which the walk scores) and no better than the best
+    of every point's."""
+    generator = torch.Generator().manual_seed(3)
+    left = torch.randn(4, 16, 8, generator=generator) * torch.exp2(torch.randint(-3, 4, (8,), generator=generator))
+    right = torch.randn(4, 8, 16, generator=generator)
+    config = QuantConfig(method="fpq-baseline", rounds=1)
+    minmax = calibrate_matmul(left, right, QuantConfig(method="minmax"))
+    calls = []
+    original = search._matmul_error
+    monkeypatch.setattr(search, "_matmul_error", lambda *args: calls.append(1) or original(*args))
+    walked = calibrate_matmul(left, right, config)
+    assert len(calls) < 2 * 3 * 101 // 3  # both sides, three formats: under a third of the points
+    exact = left @ right
+    error = lambda a: ((a.apply(left) @ minmax[1].apply(right) - exact) ** 2).sum().item()  # noqa: E731
+    formats = [get_format(n) for n in ("E3M0", "E2M1", "E1M2")]
+    grid = bias_grid(config)
+    options = [activation_candidates(left.abs().amax(), f, grid, per_channel=False) for f in formats]
+    every = min(error(c) for candidates in options for c in candidates)
+    coarse = min(error(candidates[i]) for candidates in options for i in range(0, 101, search.COARSE_STRIDE))
+    assert every <= error(walked[0]) <= coarse
 
 
 def test_candidates_are_the_paper_grid() -> None:

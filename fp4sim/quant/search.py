@@ -350,6 +350,8 @@ def calibrate_matmul(left: torch.Tensor, right: torch.Tensor, config: QuantConfi
     searches one side's format and bias jointly (every format x the bias grid)
     with the other side quantized as it stands, minimising the MSE of the
     product; MinMax is the starting point, and a round that changes nothing ends it.
+    With QuantConfig.shortlist set, each format's grid is walked coarse to fine
+    on that MSE (shortlist_grid) instead of scored at every point.
     """
     left, right = left.float(), right.float()
     fmt = minmax_format(config.activation_bits)
@@ -363,13 +365,42 @@ def calibrate_matmul(left: torch.Tensor, right: torch.Tensor, config: QuantConfi
         before = list(current)
         for index, side in enumerate((left, right)):
             other = current[1 - index].apply((right, left)[index])
-            peak = side.abs().amax()
-            candidates = [c for f in formats for c in activation_candidates(peak, f, grid, per_channel=False)]
-            errors = [_matmul_error(c.apply(side), other, index == 0, exact) for c in candidates]
-            current[index] = candidates[errors.index(min(errors))]
+            error = lambda q, other=other, on_left=index == 0: _matmul_error(q, other, on_left, exact)  # noqa: E731
+            current[index] = _search_operand(side, error, formats, grid, walk=config.shortlist is not None)
         if all(a.fmt == b.fmt and torch.equal(a.scale, b.scale) for a, b in zip(before, current, strict=True)):
             break
     return current[0], current[1]
+
+
+def _search_operand(
+    side: torch.Tensor,
+    error: Callable[[torch.Tensor], float],
+    formats: list[Format],
+    grid: torch.Tensor,
+    walk: bool,
+) -> TensorQuant:
+    """The per-tensor format and scale of `side` with the lowest error(quantized side): every grid point of every
+    format scored, or each format's grid walked coarse to fine (shortlist_grid). Ties go to the earlier format and
+    grid point."""
+    peak = side.abs().amax()
+    best: tuple[float, TensorQuant] | None = None
+    for fmt in formats:
+        candidates = activation_candidates(peak, fmt, grid, per_channel=False)
+        seen: dict[int, float] = {}
+
+        def score(i: int, candidates: list[TensorQuant] = candidates, seen: dict[int, float] = seen) -> float:
+            if i not in seen:
+                seen[i] = error(candidates[i].apply(side))
+            return seen[i]
+
+        if walk:
+            prescore = lambda index: torch.tensor([score(int(index[0]))], dtype=torch.float64)  # noqa: E731
+            pick = int(shortlist_grid(prescore, 1, len(candidates), 1)[0, 0])
+        else:
+            pick = min(range(len(candidates)), key=score)
+        if best is None or score(pick) < best[0]:
+            best = (score(pick), candidates[pick])
+    return best[1]
 
 
 def _matmul_error(quantized: torch.Tensor, other: torch.Tensor, on_left: bool, exact: torch.Tensor) -> float:
