@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 BLOCK_METHODS = ("mxfp4", "nvfp4")  # round-to-nearest block-scaled FP4 (docs/quantization.md, "Block formats")
 METHODS = ("minmax", "fpq-baseline", "fpq", *BLOCK_METHODS)
+EXPORT_FORMATS = ("fp4sim", "compressed-tensors")  # fp4sim quantize --export-format: ours, vLLM's
 BLOCK_BITS = ("4/4/4", "4/4/16")  # block formats are FP4; activations may stay in floating point
 BIT_SETTINGS = ("4/4/4", "4/4/8", "8/8/8", "6/6/6", "4/4/16")  # embedding / weight / activation bits
 # MinMax FP's fixed format per width (the released code's --qbits exponent bits; OCP-style at 6 and 8 bits).

@@ -40,7 +40,7 @@ Tensors = dict[str, torch.Tensor]
 
 
 def write_linear(module: Any, name: str, quant: LinearQuant) -> tuple[Tensors, dict]:
-    weight, bias = _parameters(module)
+    weight, bias = module_parameters(module)
     folded = fold_linear(weight, quant, bias)
     tensors = {
         f"{name}.weight_codes": pack_codes(folded.weight_codes, folded.weight_format),
@@ -70,14 +70,14 @@ def read_linear(model: Any, tensors: Tensors, name: str, entry: dict) -> None:
         raise ExportError(f"{name}.input_shift exceeds the {input_format.ebits}-bit shift of {input_format.name}")
     if input_format is None and (float(folded.input_scale) != 1 or bool(folded.input_shift.any())):
         raise ExportError(f"{name} is weight-only, but {name}.input_scale / input_shift quantize its input")
-    _replace(model, name, QuantizedLinear(folded))
+    replace_linear(model, name, QuantizedLinear(folded))
 
 
 # ---- embedding: the LLM-FP4 table (codes, one scale per row); loads as its dequantized float table
 
 
 def write_embedding(module: Any, name: str, quant: TensorQuant) -> tuple[Tensors, dict]:
-    codes = encode(_parameters(module)[0], quant.fmt, scale=quant.scale.cpu(), axis=0)
+    codes = encode(module_parameters(module)[0], quant.fmt, scale=quant.scale.cpu(), axis=0)
     tensors = {f"{name}.weight_codes": pack_codes(codes, quant.fmt), f"{name}.weight_scale": quant.scale.float().cpu()}
     return tensors, {"shape": list(codes.shape), "weight_format": format_entry(quant.fmt)}
 
@@ -115,7 +115,7 @@ def read_attention(model: Any, tensors: Tensors, name: str, entry: dict) -> None
 
 
 def write_block_linear(module: Any, name: str, quant: BlockLinearQuant) -> tuple[Tensors, dict]:
-    weight, bias = _parameters(module)
+    weight, bias = module_parameters(module)
     layer = fold_block_linear(weight, quant, bias)
     tensors = {
         **_block_tensors(f"{name}.weight", layer.weight),
@@ -137,14 +137,14 @@ def read_block_linear(model: Any, tensors: Tensors, name: str, entry: dict) -> N
         )
     except ValueError as err:
         raise ExportError(f"{name}: {err}") from None
-    _replace(model, name, BlockQuantizedLinear(layer))
+    replace_linear(model, name, BlockQuantizedLinear(layer))
 
 
 # ---- block_embedding: the table block-quantized along the hidden axis; loads as its dequantized float table
 
 
 def write_block_embedding(module: Any, name: str, quant: BlockEmbeddingQuant) -> tuple[Tensors, dict]:
-    table = block_quantize(_parameters(module)[0], quant.fmt)
+    table = block_quantize(module_parameters(module)[0], quant.fmt)
     return _block_tensors(f"{name}.weight", table), {"shape": list(table.shape), "weight_format": quant.fmt.name}
 
 
@@ -174,7 +174,7 @@ KINDS = {
 KIND_OF_QUANT = {kind.quant: kind for kind in KINDS.values()}
 
 
-def _parameters(module: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+def module_parameters(module: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(weight, bias or None) as float32 CPU copies, also where accelerate offloaded the module; a patch
     convolution's weight as its (out, channels * kh * kw) matrix.
 
@@ -227,7 +227,7 @@ def _bias(tensors: Tensors, name: str, entry: dict) -> torch.Tensor | None:
     return tensor(tensors, f"{name}.bias", torch.float32, (entry["out_features"],)) if entry["bias"] else None
 
 
-def _replace(model: Any, name: str, layer: Any) -> None:
+def replace_linear(model: Any, name: str, layer: Any) -> None:
     """Put `layer` where the model (built from config.json) has the linear layer `name`, of the same shape; where
     it has a patch convolution, `layer` computes it on rows of patches (PatchEmbeddingLinear)."""
     original = model.get_submodule(name)

@@ -27,10 +27,22 @@ MODULE_KINDS = {
 }
 METADATA_FILE = "fp4sim_quant.json"
 TENSORS_FILE = "model.safetensors"
+COMPRESSED_TENSORS = "compressed-tensors"
 
 
 class ExportError(ValueError):
     """An export directory that is missing, corrupt, foreign or from an unsupported version."""
+
+
+def is_compressed_tensors(root: Path) -> bool:
+    """Whether directory `root` holds a compressed-tensors checkpoint: a config.json whose ``quantization_config``
+    names ``quant_method: compressed-tensors`` (vLLM's format; quant.compressed reads and writes it)."""
+    try:
+        config = json.loads((root / "config.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        return False
+    quantization = config.get("quantization_config") if isinstance(config, dict) else None
+    return isinstance(quantization, dict) and quantization.get("quant_method") == COMPRESSED_TENSORS
 
 
 def read_metadata(root: Path) -> dict:
@@ -39,7 +51,10 @@ def read_metadata(root: Path) -> dict:
         raise ExportError(f"quantized model {str(root)!r} is not a directory; pass the --out DIR of fp4sim quantize")
     meta_file = root / METADATA_FILE
     if not meta_file.is_file():
-        raise ExportError(f"{root} has no {METADATA_FILE}: it is not an fp4sim export (make one with fp4sim quantize)")
+        raise ExportError(
+            f"{root} has no {METADATA_FILE}: it is not an fp4sim export (make one with fp4sim quantize) or a "
+            f"{COMPRESSED_TENSORS} checkpoint"
+        )
     try:
         metadata = json.loads(meta_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
