@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ...codec import decode
-from ...codec.blockscaled import ELEMENT, MXFP4, NVFP4, BlockFormat
+from ...codec.blockscaled import MXFP4, NVFP4, BlockFormat
 from .codec import FORMAT_NAMES, SCALE_DTYPES
 from .read import read_tensors
 
@@ -270,19 +270,21 @@ def _global_scales(name: str, tensors: dict[str, torch.Tensor], scaled: float, r
             Finding(
                 "error",
                 "global-scale",
-                f"g = {g:.6g} < 1: read as the divisor compressed-tensors defines (block scale S_b / g) the weights reach "
-                f"{report.amax_divisor:.6g}, beyond the {NVFP4_RANGE} the scales allow; read as a multiplier they reach "
+                f"g = {g:.6g} < 1: read as the divisor compressed-tensors defines (block scale S_b / g) the "
+                f"weights reach {report.amax_divisor:.6g}, beyond the {NVFP4_RANGE} the scales allow; read as a "
+                f"multiplier they reach "
                 f"{report.amax_multiplier:.6g}. It looks like s_t = amax / {NVFP4_RANGE} stored where g = "
                 f"{NVFP4_RANGE} / amax belongs",
             )
         )
     stored_input = tensors.get(f"{name}.input_global_scale")
-    if stored_input is not None and float(stored_input.float().max()) < 1:
+    g_input = None if stored_input is None else float(stored_input.float().max())
+    if g_input is not None and g_input < 1:
         report.findings.append(
             Finding(
                 "warning",
                 "global-scale",
-                f"input_global_scale = {float(stored_input.float().max()):.6g} < 1: activations beyond {NVFP4_RANGE}, or "
+                f"input_global_scale = {g_input:.6g} < 1: activations beyond {NVFP4_RANGE}, or "
                 "a multiplier stored where the divisor belongs",
             )
         )
