@@ -4,6 +4,7 @@ checkpoints run on fp4sim's simulator bit for bit, the global-scale convention a
 from __future__ import annotations
 
 import json
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,11 +18,13 @@ from oracle import round_float
 from tiny_models import tiny_decoder
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from fp4sim.cli import main
 from fp4sim.codec import decode
 from fp4sim.codec.blockscaled import ELEMENT, block_dequantize, block_quantize
 from fp4sim.e2e.simulate import simulate_model
 from fp4sim.models.checkpoint import DEFAULT_MODEL
 from fp4sim.models.perplexity import tokenize_text
+from fp4sim.quant.compressed.check import check_checkpoint, swizzle, unswizzle
 from fp4sim.quant.compressed.codec import CompressedTensorsError, global_scale, tensor_scale
 from fp4sim.quant.config import QuantConfig
 from fp4sim.quant.export import load_export
@@ -160,3 +163,101 @@ def test_global_scale_is_a_rounded_reciprocal(s_t: float) -> None:
 def test_bad_global_scales_are_refused(bad: float) -> None:
     with pytest.raises(CompressedTensorsError, match="w"):
         tensor_scale(np.float32(bad), "w")
+
+
+# ---- fp4sim check: a clean checkpoint passes, each fault on a checkpoint damaged on purpose is caught
+
+
+LAYER = "model.layers.0.self_attn.q_proj"  # 32 x 32: two NVFP4 blocks per row, one MXFP4 block
+
+
+def _damaged(exported: Path, tmp_path: Path, edit) -> Path:
+    """A copy of `exported` whose tensors (and config.json dict) `edit(tensors, config)` changed in place."""
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path / "damaged"
+    shutil.copytree(exported, out)
+    tensors = load_file(out / "model.safetensors")
+    config = json.loads((out / "config.json").read_text())
+    edit(tensors, config)
+    save_file(tensors, out / "model.safetensors")
+    (out / "config.json").write_text(json.dumps(config))
+    return out
+
+
+def _rules(path: Path, capsys: pytest.CaptureFixture) -> tuple[int, set[tuple[str, str]], str]:
+    """(exit status of fp4sim check, {(severity, rule)} found, the printed report)."""
+    status = main(["check", str(path)])
+    report = check_checkpoint(path)
+    return status, {(f.severity, f.rule) for _, f in report.all_findings()}, capsys.readouterr().out
+
+
+def test_check_passes_a_clean_checkpoint(exported: Path, capsys: pytest.CaptureFixture) -> None:
+    status, rules, out = _rules(exported, capsys)
+    assert (status, rules) == (0, set())
+    assert f"| {LAYER} | {_method(exported)} | 32 x 32 | linear |" in out
+    assert "15 quantized tensors, 0 errors, 0 warnings" in out
+
+
+def _set_scale(tensors: dict, code: int, name: str = LAYER) -> None:
+    scales = tensors[f"{name}.weight_scale"]
+    codes = scales.view(torch.uint8).clone()
+    codes[3, 0] = code
+    tensors[f"{name}.weight_scale"] = codes.view(scales.dtype)
+
+
+def _multiplier(tensors: dict, config: dict) -> None:
+    tensors[f"{LAYER}.weight_global_scale"] = 1 / tensors[f"{LAYER}.weight_global_scale"]
+
+
+def _swizzled(tensors: dict, config: dict) -> None:
+    scales = tensors[f"{LAYER}.weight_scale"]
+    tensors[f"{LAYER}.weight_scale"] = torch.from_numpy(swizzle(scales.view(torch.uint8).numpy())).view(scales.dtype)
+
+
+def _zero_block(tensors: dict, config: dict) -> None:
+    tensors[f"{LAYER}.weight_packed"][5, :16] = 0  # the first 32 elements of row 5: whole blocks in either format
+
+
+def _ragged(tensors: dict, config: dict) -> None:
+    tensors[f"{LAYER}.weight_packed"] = tensors[f"{LAYER}.weight_packed"][:, :12].contiguous()  # 24 inputs
+
+
+def _tied(tensors: dict, config: dict) -> None:
+    """Tied in config.json, but the stored lm_head has one block scale one code away from the table's."""
+    config["tie_word_embeddings"] = True
+    _set_scale(tensors, int(tensors["lm_head.weight_scale"].view(torch.uint8)[3, 0]) + 1, "lm_head")
+
+
+FAULTS = {
+    "multiplier-global-scale": (_multiplier, ("error", "global-scale"), ("nvfp4",)),
+    "swizzled": (_swizzled, ("error", "layout"), ("nvfp4", "mxfp4")),
+    "sign-bit": (lambda t, c: _set_scale(t, 0xB8), ("error", "scale-sign"), ("nvfp4",)),
+    "nan-e4m3": (lambda t, c: _set_scale(t, 0x7F), ("error", "scale-nan"), ("nvfp4",)),
+    "nan-e8m0": (lambda t, c: _set_scale(t, 0xFF), ("error", "scale-nan"), ("mxfp4",)),
+    "zero-block": (_zero_block, ("warning", "zero-block-scale"), ("nvfp4", "mxfp4")),
+    "ragged": (_ragged, ("error", "shape"), ("nvfp4", "mxfp4")),
+    "tied": (_tied, ("error", "tied-embeddings"), ("nvfp4", "mxfp4")),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_check_catches_each_fault(fault: str, exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    edit, expected, formats = FAULTS[fault]
+    if _method(exported) not in formats:
+        pytest.skip(f"{fault} does not exist in {_method(exported)}")
+    status, rules, out = _rules(_damaged(exported, tmp_path, edit), capsys)
+    assert rules == {expected}
+    assert status == (1 if expected[0] == "error" else 0)
+    assert f"[{expected[1]}]" in out
+
+
+def test_swizzle_is_the_tiled_layout_and_unswizzle_inverts_it() -> None:
+    """Row r, column c of a 128 x 4 tile lands at (r % 32, 4 * (r // 32) + c) of its 32 x 16 block (cuBLAS)."""
+    scales = np.arange(200 * 6, dtype=np.int32).reshape(200, 6)
+    stored = swizzle(scales)
+    assert stored.shape == (256, 8)
+    tile = stored.reshape(-1)[:512].reshape(32, 16)
+    for r, c in [(0, 0), (31, 3), (32, 0), (127, 2), (100, 1)]:
+        assert tile[r % 32, 4 * (r // 32) + c] == scales[r, c]
+    np.testing.assert_array_equal(unswizzle(stored, scales.shape), scales)
