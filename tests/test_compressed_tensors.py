@@ -261,3 +261,54 @@ def test_swizzle_is_the_tiled_layout_and_unswizzle_inverts_it() -> None:
     for r, c in [(0, 0), (31, 3), (32, 0), (127, 2), (100, 1)]:
         assert tile[r % 32, 4 * (r // 32) + c] == scales[r, c]
     np.testing.assert_array_equal(unswizzle(stored, scales.shape), scales)
+
+
+# ---- the commands, and what is refused
+
+
+def test_cli_simulate_and_eval_read_a_compressed_tensors_checkpoint(
+    exported: Path, source: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    text = tmp_path / "valid.txt"
+    text.write_text(TEXT)
+    report = tmp_path / "sim"
+    common = ["--quantized", str(exported), "--text", str(text), "--tokens", "40", "--context", "20"]
+    assert main(["simulate", *common, "--model", str(source), "--out", str(report)]) == 0
+    assert "15 of 15" in capsys.readouterr().out
+    written = json.loads((report / "report.json").read_text())
+    assert written["simulator"][0]["all_layers_bit_identical"]
+    assert written["perplexity"]["fp32"] is not None  # from --model
+    assert main(["eval", *common]) == 0
+    assert "perplexity" in capsys.readouterr().out
+
+
+def _edit_scheme(exported: Path, tmp_path: Path, **weights: object) -> Path:
+    def edit(tensors: dict, config: dict) -> None:
+        for group in config["quantization_config"]["config_groups"].values():
+            group["weights"].update(weights)
+
+    return _damaged(exported, tmp_path, edit)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"type": "int"}, "4-bit int"), ({"group_size": 128}, "group 128"), ({"symmetric": False}, "asymmetric")],
+)
+def test_schemes_fp4sim_cannot_simulate_are_refused(
+    change: dict, message: str, exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    damaged = _edit_scheme(exported, tmp_path, **change)
+    with pytest.raises(CompressedTensorsError, match=message):
+        load_export(damaged)
+    text = tmp_path / "t.txt"
+    text.write_text(TEXT)
+    assert main(["eval", "--quantized", str(damaged), "--text", str(text)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_compressed_tensors_export_takes_block_methods_only(source: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="takes --method mxfp4 or nvfp4"):
+        quantize_checkpoint(
+            source, TEXT, QuantConfig(method="minmax"), tmp_path / "q", export_format="compressed-tensors"
+        )
+    assert not (tmp_path / "q").exists()
