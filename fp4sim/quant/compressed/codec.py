@@ -78,19 +78,19 @@ def to_compressed(t: BlockTensor, prefix: str) -> dict[str, torch.Tensor]:
 
 
 def from_compressed(
-    fmt: BlockFormat, packed: torch.Tensor, scale: torch.Tensor, divisor: torch.Tensor | None, name: str
+    fmt: BlockFormat, packed: torch.Tensor, scale: torch.Tensor, s_t: np.float32, name: str
 ) -> BlockTensor:
     """The block tensor (out, in) of one stored weight: `packed` (out, in / 2) uint8, `scale` (out, in / B) codes,
-    `divisor` NVFP4's global scale (one element; None for MXFP4).
+    `s_t` fp4sim's tensor scale (the multiplier: tensor_scale of a compressed-tensors divisor; 1 for MXFP4).
 
-    Raises CompressedTensorsError (naming `name`) for wrong dtypes or shapes, scale codes the format does not
-    have (an E4M3 code with the sign bit or the NaN code set), or a bad global scale.
+    Raises CompressedTensorsError (naming `name`) for wrong dtypes or shapes, or scale codes the format does not
+    have (an E4M3 code with the sign bit or the NaN code set).
     """
     from compressed_tensors.compressors.nvfp4.helpers import unpack_fp4_from_uint8
 
     if packed.dtype != torch.uint8 or packed.ndim != 2:
         raise CompressedTensorsError(
-            f"{name}_packed must be a 2-D uint8 tensor, got {packed.dtype} {tuple(packed.shape)}"
+            f"{name}: packed codes must be a 2-D uint8 tensor, got {packed.dtype} {tuple(packed.shape)}"
         )
     rows, k = packed.shape[0], 2 * packed.shape[1]
     expected = (rows, k // fmt.block_size)
@@ -103,14 +103,16 @@ def from_compressed(
         raise CompressedTensorsError(f"{name}_scale is {scale.dtype}; {fmt.name} stores {SCALE_DTYPES[fmt.name]}")
     values = unpack_fp4_from_uint8(packed, rows, k, dtype=torch.float32)
     codes = encode(values.numpy(), ELEMENT)  # E2M1 values back to their codes: exact
-    scale_codes = scale.view(torch.uint8).numpy().copy()
-    if fmt.tensor_scale:
-        if divisor is None or divisor.numel() != 1:
-            raise CompressedTensorsError(f"{name}_global_scale must hold one value")
-        s_t = tensor_scale(float(divisor.float().reshape(())), f"{name}_global_scale")
-    else:
-        s_t = np.float32(1)
     try:
-        return BlockTensor(fmt, codes, scale_codes, s_t)
+        return BlockTensor(fmt, codes, scale.view(torch.uint8).numpy().copy(), s_t)
     except ValueError as err:
         raise CompressedTensorsError(f"{name}: {err}") from None
+
+
+def stored_scalar(tensors: dict[str, torch.Tensor], key: str) -> float:
+    """The one float32 value of a stored per-tensor scale (the largest of several, as vLLM takes for fused layers);
+    CompressedTensorsError if it is missing or empty."""
+    value = tensors.get(key)
+    if value is None or value.numel() == 0:
+        raise CompressedTensorsError(f"the checkpoint has no {key}")
+    return float(value.float().max())

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from ...codec.blockscaled import MXFP4, NVFP4, BlockFormat, block_dequantize
+from ...codec.blockscaled import MXFP4, NVFP4, BlockFormat, BlockTensor, block_dequantize
 from ..blockquant import BlockLinear
 from ..export import ExportError, finish_model, load_tokenizer, meta_model
 from ..export.kinds import replace_linear
 from ..modules import BlockQuantizedLinear
-from .codec import FORMAT_NAMES, CompressedTensorsError, from_compressed, tensor_scale
+from .codec import FORMAT_NAMES, CompressedTensorsError, from_compressed, stored_scalar, tensor_scale
 
 METADATA_FORMAT = "compressed-tensors"
 
@@ -52,15 +52,32 @@ def load_compressed_tensors(
             quantized.add(name)
     if not quantized:
         raise CompressedTensorsError(f"{root}: no module matches the quantization_config's targets")
+    metadata = {"format": METADATA_FORMAT, "source_model": "", "quantization_config": config.model_dump(mode="json")}
+    return assemble(model, root, tensors, quantized, metadata, backend=backend, accum=accum, dtype=dtype, device=device)
+
+
+def assemble(
+    model: Any,
+    root: Path,
+    tensors: dict,
+    quantized: set[str],
+    metadata: dict,
+    *,
+    backend: str,
+    accum: str,
+    dtype: str,
+    device: str,
+) -> tuple[Any, Any, dict]:
+    """(model, tokenizer, metadata) once the `quantized` modules are in place: every other tensor loads as `dtype`
+    (a tied lm_head stored once, as the table), then export.finish_model. ExportError for tensors that do not fit."""
     rest = {k: v.to(getattr(torch, dtype)) for k, v in tensors.items()}
     missing, unexpected = model.load_state_dict(rest, strict=False, assign=True)
     missing = [k for k in missing if k.rpartition(".")[0] not in quantized]
     if missing and model.config.tie_word_embeddings and set(missing) == {"lm_head.weight"}:
-        model.lm_head.weight = model.get_input_embeddings().weight  # a tied head is stored once, as the table
+        model.lm_head.weight = model.get_input_embeddings().weight
         missing = []
     if missing or unexpected:
         raise ExportError(f"{root}: tensors do not match the model config (missing {missing}, unexpected {unexpected})")
-    metadata = {"format": METADATA_FORMAT, "source_model": "", "quantization_config": config.model_dump(mode="json")}
     return finish_model(model, root, backend, accum, device), load_tokenizer(root), metadata
 
 
@@ -145,34 +162,46 @@ def _load_module(
 ) -> None:
     """Take module `name`'s quantized tensors out of `tensors` and put the module back as fp4sim holds it."""
 
-    def take(field: str, required: bool = True) -> torch.Tensor | None:
+    def take(field: str) -> torch.Tensor:
         key = f"{name}.{field}"
-        if key not in tensors and required:
+        if key not in tensors:
             raise CompressedTensorsError(f"{name}: the checkpoint has no {key}")
-        return tensors.pop(key, None)
+        return tensors.pop(key)
 
-    weight = from_compressed(
-        fmt,
-        take("weight_packed"),
-        take("weight_scale"),
-        take("weight_global_scale") if fmt.tensor_scale else None,
-        f"{name}.weight",
-    )
+    s_t = np.float32(1)
+    if fmt.tensor_scale:
+        s_t = tensor_scale(stored_scalar(tensors, f"{name}.weight_global_scale"), f"{name}.weight_global_scale")
+    weight = from_compressed(fmt, take("weight_packed"), take("weight_scale"), s_t, f"{name}.weight")
+    tensors.pop(f"{name}.weight_global_scale", None)
+    input_scale = np.float32(1)
+    if quantize_input and fmt.tensor_scale:
+        key = f"{name}.input_global_scale"
+        input_scale = tensor_scale(stored_scalar(tensors, key), key)
+        tensors.pop(key)
+    install(model, tensors, name, module, weight, fmt if quantize_input else None, input_scale)
+
+
+def install(
+    model: Any,
+    tensors: dict[str, torch.Tensor],
+    name: str,
+    module: Any,
+    weight: BlockTensor,
+    input_format: BlockFormat | None,
+    input_scale: np.float32,
+) -> None:
+    """Put module `name` back as fp4sim holds it: a linear layer as a BlockQuantizedLinear with `weight` (its bias
+    taken from `tensors`), an embedding as its dequantized table (left in `tensors`)."""
     if isinstance(module, torch.nn.Embedding):
         tensors[f"{name}.weight"] = torch.from_numpy(block_dequantize(weight))
         return
     if not isinstance(module, torch.nn.Linear):
         raise CompressedTensorsError(f"{name}: a quantized {type(module).__name__}; fp4sim simulates linear layers")
-    input_scale = np.float32(1)
-    if quantize_input and fmt.tensor_scale:
-        stored = take("input_global_scale")
-        # one value per layer; vLLM takes the largest where fused layers share a kernel, and so does fp4sim
-        input_scale = tensor_scale(float(stored.float().max()), f"{name}.input_global_scale")
-    bias = take("bias") if module.bias is not None else None
+    bias = tensors.pop(f"{name}.bias", None) if module.bias is not None else None
+    if module.bias is not None and bias is None:
+        raise CompressedTensorsError(f"{name}: the checkpoint has no {name}.bias")
     try:
-        layer = BlockLinear(
-            weight, fmt if quantize_input else None, input_scale, None if bias is None else bias.float()
-        )
+        layer = BlockLinear(weight, input_format, input_scale, None if bias is None else bias.float())
     except ValueError as err:
         raise CompressedTensorsError(f"{name}: {err}") from None
     replace_linear(model, name, BlockQuantizedLinear(layer))
