@@ -312,3 +312,62 @@ def test_compressed_tensors_export_takes_block_methods_only(source: Path, tmp_pa
             source, TEXT, QuantConfig(method="minmax"), tmp_path / "q", export_format="compressed-tensors"
         )
     assert not (tmp_path / "q").exists()
+
+
+# ---- ModelOpt NVFP4: the same codes, per-tensor scales stored as multipliers
+
+
+def _modelopt_from(library: Path, out: Path) -> Path:
+    """ModelOpt's layout of a compressed-tensors NVFP4 checkpoint: ``weight`` for ``weight_packed``, the
+    multipliers ``weight_scale_2`` and ``input_scale`` for the divisors (float32 reciprocals), hf_quant_config.json."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(library, out)
+    renamed = {}
+    for key, value in load_file(library / "model.safetensors").items():
+        name, _, field = key.rpartition(".")
+        if field == "weight_packed":
+            renamed[f"{name}.weight"] = value
+        elif field in ("weight_global_scale", "input_global_scale"):
+            multiplier = (np.float32(1) / value.numpy()).astype(np.float32)
+            renamed[f"{name}.{'weight_scale_2' if field.startswith('weight') else 'input_scale'}"] = torch.from_numpy(
+                multiplier
+            )
+        else:
+            renamed[key] = value
+    save_file(renamed, out / "model.safetensors")
+    config = json.loads((out / "config.json").read_text())
+    del config["quantization_config"]
+    (out / "config.json").write_text(json.dumps(config))
+    quant = {"quant_algo": "NVFP4", "group_size": 16, "kv_cache_quant_algo": None, "exclude_modules": ["lm_head"]}
+    (out / "hf_quant_config.json").write_text(json.dumps({"producer": {"name": "modelopt"}, "quantization": quant}))
+    return out
+
+
+def test_a_modelopt_checkpoint_takes_its_multipliers_as_they_are(source: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    ids = tokenize_text(tokenizer, TEXT)[:48]
+    library = library_checkpoint(
+        AutoModelForCausalLM.from_pretrained(source), tokenizer, "NVFP4", ids[None, :24], tmp_path / "ct"
+    )
+    out = _modelopt_from(library, tmp_path / "modelopt")
+    stored = load_file(out / "model.safetensors")
+    model, _, metadata = load_export(out)
+    assert metadata["format"] == "modelopt"
+    name = "model.layers.1.mlp.down_proj"
+    layer = model.get_submodule(name).layer
+    codes = layer.weight.codes
+    np.testing.assert_array_equal(codes[:, 0::2] | codes[:, 1::2] << 4, stored[f"{name}.weight"].numpy())
+    assert layer.weight.tensor_scale == stored[f"{name}.weight_scale_2"].numpy()[0]  # no rounding: a multiplier
+    assert layer.input_tensor_scale == stored[f"{name}.input_scale"].numpy()[0]
+    assert simulate_model(model, ids, "exact", context=24, progress=False).all_identical
+
+
+def test_other_modelopt_algorithms_are_refused(source: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fp8"
+    shutil.copytree(source, out)
+    (out / "hf_quant_config.json").write_text(json.dumps({"quantization": {"quant_algo": "FP8"}}))
+    with pytest.raises(CompressedTensorsError, match="quant_algo 'FP8'"):
+        load_export(out)

@@ -37,13 +37,15 @@ from ..config import QuantConfig
 from ..modules import set_backend
 from .kinds import KIND_OF_QUANT, KINDS
 from .schema import (
+    COMPRESSED_TENSORS,
     EXPORT_FORMAT,
     EXPORT_VERSION,
     METADATA_FILE,
+    MODELOPT,
     TENSORS_FILE,
     ExportError,
-    is_compressed_tensors,
     read_metadata,
+    third_party_format,
 )
 from .store import check_target, load_tensors, write_atomically
 
@@ -55,13 +57,13 @@ __all__ = [
     "check_target",
     "export_quantized",
     "finish_model",
-    "is_compressed_tensors",
     "load_export",
     "load_quantized",
     "load_tokenizer",
     "meta_model",
     "plain_parameters",
     "read_metadata",
+    "third_party_format",
     "untied_config",
 ]
 
@@ -152,14 +154,20 @@ def load_export(
 ) -> tuple[Any, Any, dict]:
     """(model, preprocessor, metadata) from an export directory: load_quantized's model, with the export's
     tokenizer (or image processor) and its metadata (fp4sim_quant.json). A compressed-tensors checkpoint
-    (schema.is_compressed_tensors) loads through quant.compressed.read instead, its metadata
-    ``{"format": "compressed-tensors", ...}``. Raises what load_quantized raises.
+    loads through quant.compressed.read instead, a ModelOpt NVFP4 export through quant.compressed.modelopt
+    (schema.third_party_format), their metadata ``{"format": "compressed-tensors" | "modelopt", ...}``.
+    Raises what load_quantized raises.
     """
     root = Path(path)
-    if is_compressed_tensors(root):
+    foreign = third_party_format(root)
+    if foreign == COMPRESSED_TENSORS:
         from ..compressed.read import load_compressed_tensors
 
         return load_compressed_tensors(root, backend=backend, accum=accum, dtype=dtype, device=device)
+    if foreign == MODELOPT:
+        from ..compressed.modelopt import load_modelopt
+
+        return load_modelopt(root, backend=backend, accum=accum, dtype=dtype, device=device)
     metadata = read_metadata(root)
     tensors = load_tensors(root, metadata)
     tensor_file = root / TENSORS_FILE

@@ -28,21 +28,31 @@ MODULE_KINDS = {
 METADATA_FILE = "fp4sim_quant.json"
 TENSORS_FILE = "model.safetensors"
 COMPRESSED_TENSORS = "compressed-tensors"
+MODELOPT = "modelopt"
 
 
 class ExportError(ValueError):
     """An export directory that is missing, corrupt, foreign or from an unsupported version."""
 
 
-def is_compressed_tensors(root: Path) -> bool:
-    """Whether directory `root` holds a compressed-tensors checkpoint: a config.json whose ``quantization_config``
-    names ``quant_method: compressed-tensors`` (vLLM's format; quant.compressed reads and writes it)."""
+def third_party_format(root: Path) -> str | None:
+    """``"compressed-tensors"`` or ``"modelopt"`` when directory `root` holds such a checkpoint (a config.json
+    ``quantization_config`` naming its ``quant_method``, or ModelOpt's ``hf_quant_config.json``; quant.compressed
+    reads both), else None."""
+    if (root / "hf_quant_config.json").is_file():
+        return MODELOPT
     try:
         config = json.loads((root / "config.json").read_text())
     except (OSError, ValueError, RecursionError):
-        return False
+        return None
     quantization = config.get("quantization_config") if isinstance(config, dict) else None
-    return isinstance(quantization, dict) and quantization.get("quant_method") == COMPRESSED_TENSORS
+    method = quantization.get("quant_method") if isinstance(quantization, dict) else None
+    return method if method in (COMPRESSED_TENSORS, MODELOPT) else None
+
+
+def is_compressed_tensors(root: Path) -> bool:
+    """Whether directory `root` holds a compressed-tensors checkpoint (vLLM's format)."""
+    return third_party_format(root) == COMPRESSED_TENSORS
 
 
 def read_metadata(root: Path) -> dict:
@@ -53,7 +63,7 @@ def read_metadata(root: Path) -> dict:
     if not meta_file.is_file():
         raise ExportError(
             f"{root} has no {METADATA_FILE}: it is not an fp4sim export (make one with fp4sim quantize) or a "
-            f"{COMPRESSED_TENSORS} checkpoint"
+            f"{COMPRESSED_TENSORS} or ModelOpt checkpoint"
         )
     try:
         metadata = json.loads(meta_file.read_text())
