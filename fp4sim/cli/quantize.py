@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from ..codec.blockscaled import MX_SCALE_RULES
 from ..quant.config import BIT_SETTINGS, EXPORT_FORMATS, METHODS, PAPER_EXACT, QuantConfig
 from . import options
 
@@ -31,6 +32,10 @@ CONFIG_OPTIONS = {
     "calib_length": ("window tokens (capped at the model's context)", None),
     "search_tokens": ("tokens on which candidates are scored (0: all)", None),
     "quantize_attention": ("also quantize the inputs of Q K^T and P V (paper: off for LLaMA)", None),
+    "scale_rule": (
+        "MXFP4's shared-exponent rule: floor (OCP), or torchao's ceil / even / rceil (spec 7.2)",
+        MX_SCALE_RULES,
+    ),
     "seed": ("window sampling and token subsampling", None),
 }
 

@@ -231,23 +231,29 @@ def _bytes(x: Any, what: str) -> np.ndarray:
 
 
 def _mx_codes(values: np.ndarray, amax: np.ndarray, fmt: BlockFormat, rule: str) -> tuple[np.ndarray, np.ndarray]:
-    """E by `rule` (_mx_shared_exponent), clamped to E8M0's [-127, 127]; elements RNE of x * 2^-E."""
-    shared = np.where(amax > 0, _mx_shared_exponent(amax, fmt, rule), -E8M0_BIAS).clip(-E8M0_BIAS, E8M0_BIAS)
+    """E by `rule` (mx_shared_exponent); elements RNE of x * 2^-E."""
+    shared = mx_shared_exponent(amax, rule)
     codes = encode(values, fmt.element, shift=-shared[..., None].astype(np.int8))
     return (shared + E8M0_BIAS).astype(np.uint8), codes
 
 
-def _mx_shared_exponent(amax: np.ndarray, fmt: BlockFormat, rule: str) -> np.ndarray:
-    """The unclamped shared exponent E of blocks with float32 maxima `amax` > 0 under an MX scale rule (spec 7.2),
-    emax_elem = floor(log2 6) = 2: "floor" floor(log2 amax) - 2 (OCP); "ceil" ceil(log2 amax) - 2; "even"
-    floor(log2 amax) - 2, plus 1 when amax's significand is at least 1.75; "rceil" ceil(log2 fp32(amax / 6)),
-    -127 where that quotient underflows to 0.
+def mx_shared_exponent(amax: np.ndarray, rule: str) -> np.ndarray:
+    """int shared exponents E of MXFP4 blocks with float32 maxima `amax` (any shape) under an MX scale rule
+    (MX_SCALE_RULES, spec 7.2), clamped to E8M0's [-127, 127], -127 for amax 0. With emax_elem = floor(log2 6) = 2:
+    "floor" floor(log2 amax) - 2 (OCP); "ceil" ceil(log2 amax) - 2; "even" floor(log2 amax) - 2, plus 1 when
+    amax's significand is at least 1.75; "rceil" ceil(log2 fp32(amax / 6)), -127 where that quotient underflows.
 
     Every log2 is read from exponent bits (frexp), so each is exact; "rceil"'s quotient is the float32 one.
     """
-    emax_elem = int(np.floor(np.log2(float(fmt.element.max_value))))
+    amax = np.asarray(amax, np.float32)
+    shared = np.where(amax > 0, _unclamped_exponent(amax, rule), -E8M0_BIAS)
+    return shared.clip(-E8M0_BIAS, E8M0_BIAS)
+
+
+def _unclamped_exponent(amax: np.ndarray, rule: str) -> np.ndarray:
+    emax_elem = int(np.floor(np.log2(ELEMENT_MAX)))
     if rule == "rceil":
-        quotient = (amax / np.float32(fmt.element.max_value)).astype(np.float32)
+        quotient = (amax / np.float32(ELEMENT_MAX)).astype(np.float32)
         fraction, exponent = np.frexp(quotient)  # ceil(log2 q): q = fraction * 2^exponent, fraction in [0.5, 1)
         return np.where(quotient > 0, exponent - (fraction == 0.5), -E8M0_BIAS)  # an underflowed q: log2 0 = -inf
     fraction, exponent = np.frexp(amax)  # amax = fraction * 2^exponent: floor(log2 amax) = exponent - 1

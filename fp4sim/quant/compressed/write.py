@@ -54,7 +54,7 @@ def export_compressed_tensors(
                 tensors[f"{name}.bias"] = bias
             groups.setdefault(PRESETS[fmt_name][0 if quant.quantize_input else 1], []).append(name)
         elif isinstance(quant, BlockEmbeddingQuant):
-            table = block_quantize(module_parameters(module)[0], quant.fmt)
+            table = block_quantize(module_parameters(module)[0], quant.fmt, scale_rule=quant.scale_rule)
             tensors[f"{name}.weight"] = torch.from_numpy(block_dequantize(table))
         else:
             raise CompressedTensorsError(

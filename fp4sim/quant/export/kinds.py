@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ...codec import decode, encode
-from ...codec.blockscaled import ELEMENT, BlockTensor, block_dequantize, block_quantize
+from ...codec.blockscaled import ELEMENT, MX_SCALE_RULES, BlockTensor, block_dequantize, block_quantize
 from ...models.checkpoint import onloaded
 from ..attention import STATE, AttentionQuant, FoldedAttention, MatmulQuant, use_fp4sim_attention
 from ..blockquant import BlockEmbeddingQuant, BlockLinear, BlockLinearQuant, fold_block_linear
@@ -122,7 +122,8 @@ def write_block_linear(module: Any, name: str, quant: BlockLinearQuant) -> tuple
         f"{name}.input_tensor_scale": torch.tensor(layer.input_tensor_scale),
     }
     inputs = None if layer.input_format is None else layer.input_format.name
-    return _linear_record(name, layer, tensors, quant.fmt.name, inputs)
+    tensors, entry = _linear_record(name, layer, tensors, quant.fmt.name, inputs)
+    return tensors, {**entry, "input_scale_rule": layer.input_scale_rule}
 
 
 def read_block_linear(model: Any, tensors: Tensors, name: str, entry: dict) -> None:
@@ -134,6 +135,7 @@ def read_block_linear(model: Any, tensors: Tensors, name: str, entry: dict) -> N
             input_format=input_format,
             input_tensor_scale=tensor(tensors, f"{name}.input_tensor_scale", torch.float32, ()).numpy(),
             bias=_bias(tensors, name, entry),
+            input_scale_rule=entry.get("input_scale_rule", MX_SCALE_RULES[0]),  # exports before 2026-12-01: floor
         )
     except ValueError as err:
         raise ExportError(f"{name}: {err}") from None
@@ -144,7 +146,7 @@ def read_block_linear(model: Any, tensors: Tensors, name: str, entry: dict) -> N
 
 
 def write_block_embedding(module: Any, name: str, quant: BlockEmbeddingQuant) -> tuple[Tensors, dict]:
-    table = block_quantize(module_parameters(module)[0], quant.fmt)
+    table = block_quantize(module_parameters(module)[0], quant.fmt, scale_rule=quant.scale_rule)
     return _block_tensors(f"{name}.weight", table), {"shape": list(table.shape), "weight_format": quant.fmt.name}
 
 
