@@ -371,3 +371,23 @@ def test_other_modelopt_algorithms_are_refused(source: Path, tmp_path: Path) -> 
     (out / "hf_quant_config.json").write_text(json.dumps({"quantization": {"quant_algo": "FP8"}}))
     with pytest.raises(CompressedTensorsError, match="quant_algo 'FP8'"):
         load_export(out)
+
+
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        (torch.nn.Conv2d(3, 32, 2), "Conv2d; compressed-tensors stores quantized linear layers only"),
+        (torch.nn.Linear(24, 8), "24 input channels are not a multiple of nvfp4's block of 16"),
+    ],
+)
+def test_layers_compressed_tensors_cannot_hold_are_refused(module: torch.nn.Module, message: str, tmp_path: Path):
+    from fp4sim.codec.blockscaled import NVFP4
+    from fp4sim.quant.blockquant import BlockLinearQuant
+    from fp4sim.quant.compressed.write import export_compressed_tensors
+
+    model = torch.nn.Sequential(module)
+    with pytest.raises(CompressedTensorsError, match=message):
+        export_compressed_tensors(
+            model, None, {"0": BlockLinearQuant(NVFP4, False)}, QuantConfig(method="nvfp4"), tmp_path / "q"
+        )
+    assert not (tmp_path / "q").exists()

@@ -35,7 +35,8 @@ def export_compressed_tensors(
 
     The embedding table (vLLM quantizes linear layers only) is stored as the float32 values of its block-quantized
     table, so the checkpoint computes what fp4sim's own export does. Raises CompressedTensorsError for an LLM-FP4
-    calibration (not a block format) or a layer whose input width is not a multiple of the block size; the
+    calibration (not a block format), a quantized module that is not nn.Linear (a patch convolution) or a layer
+    whose input width is not a multiple of the block size; the
     target is checked by the caller (export.check_target); nothing is left on failure.
     """
     out = Path(out)
@@ -45,6 +46,10 @@ def export_compressed_tensors(
     for name, quant in params.items():
         module = model.get_submodule(name)
         if isinstance(quant, BlockLinearQuant):
+            if not isinstance(module, torch.nn.Linear):  # a ViT patch convolution: no compressed-tensors layout
+                raise CompressedTensorsError(
+                    f"{name} is a {type(module).__name__}; compressed-tensors stores quantized linear layers only"
+                )
             weight, bias = module_parameters(module)
             layer = fold_block_linear(weight, quant, bias)
             tensors.update(to_compressed(layer.weight, f"{name}.weight"))
