@@ -26,10 +26,26 @@ def e4m3(x: Fraction) -> Fraction:
     return max(-E4M3_MAX, min(E4M3_MAX, paper_quantize(x, 4, 3, 7)))
 
 
-def mx_block(xs: list[Fraction]) -> tuple[int, list[Fraction]]:
-    """OCP MX: E = floor(log2 amax) - 2 clamped to [-127, 127] (-127 for an all-zero block); elements E2M1(x / 2^E)."""
+def mx_block(xs: list[Fraction], rule: str = "floor") -> tuple[int, list[Fraction]]:
+    """MX: E by `rule`, clamped to [-127, 127] (-127 for an all-zero block); elements E2M1(x / 2^E).
+
+    floor (OCP): floor(log2 amax) - 2. ceil: ceil(log2 amax) - 2. even: floor(log2 amax) - 2, one more when
+    amax / 2^floor(log2 amax) >= 7/4. rceil: ceil(log2 q) for q = amax / 6 rounded to float32 (-127 if q is 0).
+    """
     amax = max(abs(x) for x in xs)
-    shared = -127 if amax == 0 else max(-127, min(127, floor_log2(amax) - 2))
+    if amax == 0:
+        return -127, [e2m1(x / TWO**-127) for x in xs]
+    low = floor_log2(amax)
+    if rule == "floor":
+        shared = low - 2
+    elif rule == "ceil":
+        shared = low - 2 + (amax != TWO**low)
+    elif rule == "even":
+        shared = low - 2 + (amax / TWO**low >= Fraction(7, 4))
+    else:  # rceil
+        q = Fraction(round_float(amax / 6, "fp32"))
+        shared = -127 if q == 0 else floor_log2(q) + (q != TWO ** floor_log2(q))
+    shared = max(-127, min(127, shared))
     return shared, [e2m1(x / TWO**shared) for x in xs]
 
 

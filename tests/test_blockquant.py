@@ -16,7 +16,13 @@ from transformers import AutoTokenizer, LlamaForCausalLM
 
 from fp4sim.cli import main
 from fp4sim.codec import decode
-from fp4sim.codec.blockscaled import block_dequantize, block_quantize, get_block_format, nvfp4_tensor_scale
+from fp4sim.codec.blockscaled import (
+    MX_SCALE_RULES,
+    block_dequantize,
+    block_quantize,
+    get_block_format,
+    nvfp4_tensor_scale,
+)
 from fp4sim.models.checkpoint import DEFAULT_MODEL
 from fp4sim.models.perplexity import tokenize_text
 from fp4sim.quant.blockquant import (
@@ -291,3 +297,48 @@ def test_cli_quantize_with_a_block_method(checkpoint: Path, tmp_path: Path, caps
     short.write_text(CALIB[:2000])
     assert main(["eval", "--quantized", str(tmp_path / "q"), "--text", str(short)]) == 0
     assert "perplexity" in capsys.readouterr().out
+
+
+# ---- MXFP4 under the other scale rules (spec 7.2): layers, both paths, the export
+
+
+@pytest.mark.parametrize("rule", MX_SCALE_RULES[1:])
+def test_mx_scale_rules_reach_both_layer_paths(rule: str) -> None:
+    """The weight and the run-time activations follow the rule; the torch path equals the codec and the simulator."""
+    fmt = get_block_format("mxfp4")
+    generator = torch.Generator().manual_seed(7)
+    x = edge_rows(generator)
+    values, scales = fake_quantize_blocks(x, fmt, np.float32(1), rule)
+    codec = block_quantize(x.numpy(), fmt, scale_rule=rule)
+    assert np.array_equal(values.numpy().view(np.uint32), block_dequantize(codec).view(np.uint32))
+    assert np.array_equal(scales.numpy(), decode_scales(codec))
+    weight = torch.randn(24, 80, generator=generator)
+    inputs = torch.randn(3, 7, 80, generator=generator) * 3.5
+    layer = fold_block_linear(weight, BlockLinearQuant(fmt, True, scale_rule=rule))
+    assert np.array_equal(layer.weight.scales, block_quantize(weight.numpy(), fmt, scale_rule=rule).scales)
+    assert layer.input_scale_rule == rule
+    torch_path = forward_torch(layer, inputs, weight_operand(layer))
+    assert torch.equal(torch_path.view(torch.int32), forward_simulator(layer, inputs).view(torch.int32))
+    floor = fold_block_linear(weight, BlockLinearQuant(fmt, True))
+    assert not torch.equal(torch_path, forward_torch(floor, inputs, weight_operand(floor)))  # the rule does something
+
+
+def test_cli_quantize_with_a_scale_rule_exports_and_reloads_it(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "rceil"
+    args = ["quantize", "--model", str(checkpoint), "--calib", str(TEXT), "--out", str(out), "--method", "mxfp4"]
+    assert main([*args, "--scale-rule", "rceil", "--calib-length", "32"]) == 0
+    metadata = json.loads((out / METADATA_FILE).read_text())
+    assert metadata["quant_config"]["scale_rule"] == "rceil"
+    assert {entry["input_scale_rule"] for entry in metadata["modules"].values() if "input_scale_rule" in entry} == {
+        "rceil"
+    }
+    model, _, _ = load_export(out)
+    layer = model.get_submodule("model.layers.0.mlp.up_proj").layer
+    original = LlamaForCausalLM.from_pretrained(checkpoint).get_submodule("model.layers.0.mlp.up_proj").weight
+    assert layer.input_scale_rule == "rceil"
+    assert np.array_equal(
+        layer.weight.scales, block_quantize(original.detach().numpy(), "mxfp4", scale_rule="rceil").scales
+    )
+    capsys.readouterr()
+    assert main([*args[:-2], "--method", "nvfp4", "--scale-rule", "rceil", "--overwrite"]) == 2
+    assert "MXFP4 rule" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from oracle import code_value
 
 from fp4sim.codec import decode
 from fp4sim.codec.blockscaled import (
+    MX_SCALE_RULES,
     MXFP4,
     NVFP4,
     BlockTensor,
@@ -46,11 +47,11 @@ def spread_blocks(seed: int, rows: int, k: int, span: int = 40) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def check_mx_against_oracle(x: np.ndarray) -> None:
-    t = block_quantize(x, "mxfp4")
+def check_mx_against_oracle(x: np.ndarray, rule: str = "floor") -> None:
+    t = block_quantize(x, "mxfp4", scale_rule=rule)
     for r, row in enumerate(x):
         for b, start in enumerate(range(0, row.size, 32)):
-            shared, elements = ref.mx_block([Fraction(float(v)) for v in row[start : start + 32]])
+            shared, elements = ref.mx_block([Fraction(float(v)) for v in row[start : start + 32]], rule)
             assert int(t.scales[r, b]) == shared + 127, (r, b)
             assert element_values(t.codes[r, start : start + 32]) == elements, (r, b)
 
@@ -292,3 +293,49 @@ def test_bad_input_is_rejected(call, error):
 
 def test_get_block_format():
     assert get_block_format("nvfp4") is NVFP4 and get_block_format(MXFP4) is MXFP4
+
+
+# ---- the other MX scale rules (spec 7.2): torchao's CEIL, EVEN and RCEIL beside OCP's floor
+
+
+@pytest.mark.parametrize("rule", MX_SCALE_RULES)
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float32, (2, 40), elements=st.floats(-(2.0**120), 2.0**120, width=32, allow_subnormal=True)))
+def test_mx_scale_rules_match_reference(rule, x):
+    check_mx_against_oracle(x, rule)
+
+
+# block maxima at every rule's edges: powers of two, significands 1.75 and just below 2, 6 and just above,
+# 6 * 2^k, subnormals and the clamp at both ends of E8M0
+EDGES = [2.0**-149, 2.0**-127, 1.0, 1.75, 1.7499999, 3.5, 6.0, 6.0000005, 5.9999995, 7.9999995, 12.0, 2.0**127, 3.4e38]
+
+
+@pytest.mark.parametrize("rule", MX_SCALE_RULES)
+@pytest.mark.parametrize("peak", EDGES)
+def test_mx_scale_rules_at_their_edges(rule, peak):
+    x = np.zeros((2, 32), np.float32)
+    x[0, 0], x[0, 1:] = peak, np.float32(peak) / np.arange(2, 33, dtype=np.float32)
+    x[1, 5] = -np.float32(peak)
+    check_mx_against_oracle(x, rule)
+
+
+def test_mx_scale_rules_differ_as_written():
+    """One block each where the rules part ways (spec 7.2's examples)."""
+    peaks = np.array([7.9999995, 3.5, 6.0, 6.0000005, 4.0], np.float32)
+    x = np.zeros((peaks.size, 32), np.float32)
+    x[:, 0] = peaks
+    exponents = {
+        rule: block_quantize(x, "mxfp4", scale_rule=rule).scales[:, 0].astype(int) - 127 for rule in MX_SCALE_RULES
+    }
+    assert exponents["floor"].tolist() == [0, -1, 0, 0, 0]
+    assert exponents["ceil"].tolist() == [1, 0, 1, 1, 0]
+    assert exponents["even"].tolist() == [1, 0, 0, 0, 0]
+    assert exponents["rceil"].tolist() == [1, 0, 0, 1, 0]
+
+
+def test_scale_rules_are_refused_where_they_do_not_apply():
+    x = np.ones((1, 32), np.float32)
+    with pytest.raises(ValueError, match="unknown scale rule 'nearest'"):
+        block_quantize(x, "mxfp4", scale_rule="nearest")
+    with pytest.raises(ValueError, match="nvfp4 takes none"):
+        block_quantize(x, "nvfp4", scale_rule="rceil")

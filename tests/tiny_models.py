@@ -58,7 +58,8 @@ def tiny_decoder(
 ) -> Any:
     """A random `model_type` causal LM from transformers' own config class, in eval mode, seeded.
 
-    Hidden 32, grouped-query attention (4 heads of 8, 2 KV heads), context 64; `settings` go to the config.
+    Hidden 32, grouped-query attention (4 heads of 8, 2 KV heads), context 64; `settings` go to the config (and
+    may replace TINY_SHAPE's sizes).
     """
     torch.manual_seed(0)
     config = AutoConfig.for_model(
@@ -67,9 +68,8 @@ def tiny_decoder(
         num_hidden_layers=layers,
         num_key_value_heads=2,
         head_dim=8,
-        **TINY_SHAPE,
         tie_word_embeddings=tie_word_embeddings,
-        **settings,
+        **{**TINY_SHAPE, **settings},
     )
     return AutoModelForCausalLM.from_config(config).eval()
 

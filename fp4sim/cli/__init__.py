@@ -6,9 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import act_ranges, cosim, demo, evaluate, formats, quantize, simulate
+from . import act_ranges, check, cosim, demo, evaluate, formats, quantize, simulate
 
-SUBCOMMANDS = (formats, evaluate, quantize, simulate, cosim, demo, act_ranges)  # in --help order
+SUBCOMMANDS = (formats, evaluate, quantize, simulate, check, cosim, demo, act_ranges)  # in --help order
 
 
 class _Parser(argparse.ArgumentParser):

@@ -27,7 +27,12 @@ def add_text(parser: argparse.ArgumentParser, *, required: bool = True, purpose:
 
 
 def add_quantized(parser: argparse.ArgumentParser, *, required: bool = True, extra: str = "") -> None:
-    parser.add_argument("--quantized", required=required, help=f"export directory from fp4sim quantize{extra}")
+    parser.add_argument(
+        "--quantized",
+        required=required,
+        help="export directory from fp4sim quantize, a compressed-tensors MXFP4 / NVFP4 or ModelOpt NVFP4 "
+        f"checkpoint{extra}",
+    )
 
 
 def add_tokens(parser: argparse.ArgumentParser) -> None:
@@ -68,14 +73,16 @@ def read_text(path: str) -> str:
 
 
 def checkpoint_config(quantized: str | None, model: str, gguf_file: str | None) -> dict:
-    """The config of the export `quantized` (checked as an export first) or else of the checkpoint `model`:
+    """The config of the export `quantized` (checked as an export, unless it is a compressed-tensors or ModelOpt
+    checkpoint, first) or else of the checkpoint `model`:
     cheap checks that run before any model loads."""
     from ..models.checkpoint import check_checkpoint
 
     if quantized:
-        from ..quant.export import read_metadata
+        from ..quant.export import read_metadata, third_party_format
 
-        read_metadata(Path(quantized))  # not an export: say so first
+        if third_party_format(Path(quantized)) is None:
+            read_metadata(Path(quantized))  # not an export: say so first
         return check_checkpoint(quantized)
     return check_checkpoint(model, gguf_file)
 

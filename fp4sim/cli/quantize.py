@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ..quant.config import BIT_SETTINGS, METHODS, PAPER_EXACT, QuantConfig
+from ..codec.blockscaled import MX_SCALE_RULES
+from ..quant.config import BIT_SETTINGS, EXPORT_FORMATS, METHODS, PAPER_EXACT, QuantConfig
 from . import options
 
 NAME = "quantize"
@@ -31,6 +32,10 @@ CONFIG_OPTIONS = {
     "calib_length": ("window tokens (capped at the model's context)", None),
     "search_tokens": ("tokens on which candidates are scored (0: all)", None),
     "quantize_attention": ("also quantize the inputs of Q K^T and P V (paper: off for LLaMA)", None),
+    "scale_rule": (
+        "MXFP4's shared-exponent rule: floor (OCP), or torchao's ceil / even / rceil (spec 7.2)",
+        MX_SCALE_RULES,
+    ),
     "seed": ("window sampling and token subsampling", None),
 }
 
@@ -44,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "a vision model: a directory of images",
     )
     parser.add_argument("--out", required=True, help="export directory to create")
+    parser.add_argument(
+        "--export-format",
+        default=EXPORT_FORMATS[0],
+        choices=EXPORT_FORMATS,
+        help="fp4sim: fp4sim's own export (every method); compressed-tensors: vLLM's checkpoint format "
+        "(--method mxfp4 / nvfp4; docs/quantization.md, 'Bringing your own FP4 checkpoint') (default: fp4sim)",
+    )
     options.add_overwrite(parser, "an existing export directory")
     for field in fields(QuantConfig):
         help_text, choices = CONFIG_OPTIONS[field.name]
@@ -89,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         device_map=args.device_map,
         offload_folder=args.offload_folder,
         times=times,
+        export_format=args.export_format,
     )
     print(f"quantized {args.model} ({config.method} {config.bits}) -> {out}\n{times.table()}")
     return 0

@@ -2,6 +2,7 @@
 
 from .blockscaled import (
     BLOCK_FORMATS,
+    MX_SCALE_RULES,
     MXFP4,
     NVFP4,
     BlockFormat,
@@ -18,6 +19,7 @@ from .packing import as_float4_e2m1fn_x2, pack_fp4, unpack_fp4
 __all__ = [
     "BLOCK_FORMATS",
     "MXFP4",
+    "MX_SCALE_RULES",
     "NVFP4",
     "BlockFormat",
     "BlockTensor",

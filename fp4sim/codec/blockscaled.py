@@ -30,6 +30,7 @@ E8M0_BIAS = 127
 E8M0_NAN = 0xFF
 NVFP4_TENSOR_RANGE = 6 * 448  # max E2M1 element * max E4M3 block scale
 ELEMENT_MAX = float(ELEMENT.max_value)
+MX_SCALE_RULES = ("floor", "ceil", "even", "rceil")  # spec 7.2: OCP's rule first, then torchao's other three
 
 
 @dataclass(frozen=True)
@@ -128,14 +129,22 @@ def nvfp4_tensor_scale(amax: float) -> np.float32:
     return scale
 
 
-def block_quantize(x: Any, fmt: str | BlockFormat, *, tensor_scale: float | None = None) -> BlockTensor:
+def block_quantize(
+    x: Any, fmt: str | BlockFormat, *, tensor_scale: float | None = None, scale_rule: str = "floor"
+) -> BlockTensor:
     """Encode float16 / bfloat16 / float32 values `x` (..., K) to a block-scaled tensor (spec 7.2, 7.3).
 
     Blocks run along the last axis. `tensor_scale` is NVFP4's FP32 tensor
     scale; by default it comes from the tensor's own amax (nvfp4_tensor_scale).
-    Non-finite input raises ValueError.
+    `scale_rule` is MXFP4's shared-exponent rule (MX_SCALE_RULES, spec 7.2): "floor" (OCP, the default),
+    "ceil", "even" or "rceil"; NVFP4 takes only the default. Non-finite input or an unknown rule raises
+    ValueError.
     """
     fmt = get_block_format(fmt)
+    if scale_rule not in MX_SCALE_RULES:
+        raise ValueError(f"unknown scale rule {scale_rule!r}; MXFP4's rules: {', '.join(MX_SCALE_RULES)}")
+    if fmt.tensor_scale and scale_rule != MX_SCALE_RULES[0]:
+        raise ValueError(f"scale_rule {scale_rule!r} is an MXFP4 shared-exponent rule; {fmt.name} takes none")
     values = _block_view(_finite_float32(x), fmt.block_size)
     amax = np.abs(values).max(axis=-1)
     if fmt.tensor_scale:
@@ -145,7 +154,7 @@ def block_quantize(x: Any, fmt: str | BlockFormat, *, tensor_scale: float | None
         if tensor_scale is not None:
             raise ValueError(f"{fmt.name} has no tensor scale")
         s_t = np.float32(1)
-        scales, codes = _mx_codes(values, amax, fmt)
+        scales, codes = _mx_codes(values, amax, fmt, scale_rule)
     k = np.shape(x)[-1]
     flat = codes.reshape(*values.shape[:-2], values.shape[-2] * fmt.block_size)
     return BlockTensor(fmt, flat[..., :k].copy(), scales, s_t)
@@ -221,13 +230,39 @@ def _bytes(x: Any, what: str) -> np.ndarray:
     return np.ascontiguousarray(to_numpy(x, what))
 
 
-def _mx_codes(values: np.ndarray, amax: np.ndarray, fmt: BlockFormat) -> tuple[np.ndarray, np.ndarray]:
-    """OCP: E = floor(log2 amax) - emax_elem, clamped to E8M0's [-127, 127]; elements RNE of x * 2^-E."""
-    _, exponent = np.frexp(amax)  # amax = f * 2^exponent, f in [0.5, 1): read from the bits, exact
-    emax_elem = int(np.floor(np.log2(float(fmt.element.max_value))))
-    shared = np.where(amax > 0, exponent - 1 - emax_elem, -E8M0_BIAS).clip(-E8M0_BIAS, E8M0_BIAS)
+def _mx_codes(values: np.ndarray, amax: np.ndarray, fmt: BlockFormat, rule: str) -> tuple[np.ndarray, np.ndarray]:
+    """E by `rule` (mx_shared_exponent); elements RNE of x * 2^-E."""
+    shared = mx_shared_exponent(amax, rule)
     codes = encode(values, fmt.element, shift=-shared[..., None].astype(np.int8))
     return (shared + E8M0_BIAS).astype(np.uint8), codes
+
+
+def mx_shared_exponent(amax: np.ndarray, rule: str) -> np.ndarray:
+    """int shared exponents E of MXFP4 blocks with float32 maxima `amax` (any shape) under an MX scale rule
+    (MX_SCALE_RULES, spec 7.2), clamped to E8M0's [-127, 127], -127 for amax 0. With emax_elem = floor(log2 6) = 2:
+    "floor" floor(log2 amax) - 2 (OCP); "ceil" ceil(log2 amax) - 2; "even" floor(log2 amax) - 2, plus 1 when
+    amax's significand is at least 1.75; "rceil" ceil(log2 fp32(amax / 6)), -127 where that quotient underflows.
+
+    Every log2 is read from exponent bits (frexp), so each is exact; "rceil"'s quotient is the float32 one.
+    """
+    amax = np.asarray(amax, np.float32)
+    shared = np.where(amax > 0, _unclamped_exponent(amax, rule), -E8M0_BIAS)
+    return shared.clip(-E8M0_BIAS, E8M0_BIAS)
+
+
+def _unclamped_exponent(amax: np.ndarray, rule: str) -> np.ndarray:
+    emax_elem = int(np.floor(np.log2(ELEMENT_MAX)))
+    if rule == "rceil":
+        quotient = (amax / np.float32(ELEMENT_MAX)).astype(np.float32)
+        fraction, exponent = np.frexp(quotient)  # ceil(log2 q): q = fraction * 2^exponent, fraction in [0.5, 1)
+        return np.where(quotient > 0, exponent - (fraction == 0.5), -E8M0_BIAS)  # an underflowed q: log2 0 = -inf
+    fraction, exponent = np.frexp(amax)  # amax = fraction * 2^exponent: floor(log2 amax) = exponent - 1
+    floor = exponent - 1 - emax_elem
+    if rule == "ceil":
+        return floor + (fraction != 0.5)
+    if rule == "even":
+        return floor + (fraction >= 0.875)  # significand 2 * fraction >= 1.75 rounds up to the next binade
+    return floor
 
 
 def _nvfp4_codes(values: np.ndarray, amax: np.ndarray, s_t: np.float32) -> tuple[np.ndarray, np.ndarray]:

@@ -29,11 +29,13 @@ from ..codec.blockscaled import (
     E8M0_BIAS,
     ELEMENT,
     ELEMENT_MAX,
+    MX_SCALE_RULES,
     BlockFormat,
     BlockTensor,
     block_dequantize,
     block_quantize,
     get_block_format,
+    mx_shared_exponent,
     nvfp4_fake_quantize,
     nvfp4_tensor_scale,
 )
@@ -55,18 +57,21 @@ class BlockLinearQuant:
         fmt: the block format of weights and activations.
         quantize_input: False for weight-only quantization (A = 16 bits).
         input_tensor_scale: NVFP4's static activation tensor scale (1 for MXFP4).
+        scale_rule: MXFP4's shared-exponent rule (MX_SCALE_RULES) for the weight and the activations.
     """
 
     fmt: BlockFormat
     quantize_input: bool
     input_tensor_scale: float = 1.0
+    scale_rule: str = MX_SCALE_RULES[0]
 
 
 @dataclass(frozen=True)
 class BlockEmbeddingQuant:
-    """The embedding table block-quantized along the hidden axis, one row per token."""
+    """The embedding table block-quantized along the hidden axis, one row per token, under `scale_rule` (MXFP4)."""
 
     fmt: BlockFormat
+    scale_rule: str = MX_SCALE_RULES[0]
 
 
 def calibrate_block_linear(channel_max: torch.Tensor | None, config: QuantConfig) -> BlockLinearQuant:
@@ -79,7 +84,7 @@ def calibrate_block_linear(channel_max: torch.Tensor | None, config: QuantConfig
     scale = 1.0
     if fmt.tensor_scale and quantize_input:
         scale = float(nvfp4_tensor_scale(float(channel_max.max())))
-    return BlockLinearQuant(fmt, quantize_input, scale)
+    return BlockLinearQuant(fmt, quantize_input, scale, config.scale_rule)
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,12 +96,15 @@ class BlockLinear:
         input_format: the activations' block format, or None (weight-only).
         input_tensor_scale: float32 activation tensor scale (1 for MXFP4 and weight-only).
         bias: (out,) float32, or None.
+        input_scale_rule: the MXFP4 activations' shared-exponent rule (MX_SCALE_RULES, spec 7.2; "floor" for
+            NVFP4 and weight-only).
     """
 
     weight: BlockTensor
     input_format: BlockFormat | None
     input_tensor_scale: np.float32
     bias: torch.Tensor | None = None
+    input_scale_rule: str = MX_SCALE_RULES[0]
 
     def __post_init__(self) -> None:
         if self.input_format is not None and self.input_format != self.weight.fmt:
@@ -107,6 +115,12 @@ class BlockLinear:
         if (self.input_format is None or not self.input_format.tensor_scale) and scale != 1:
             raise ValueError(f"input_tensor_scale must be 1 without NVFP4 activations, got {scale}")
         object.__setattr__(self, "input_tensor_scale", scale)
+        mx_input = self.input_format is not None and not self.input_format.tensor_scale
+        if self.input_scale_rule not in MX_SCALE_RULES or (self.input_scale_rule != MX_SCALE_RULES[0] and not mx_input):
+            raise ValueError(
+                f"input_scale_rule {self.input_scale_rule!r} needs MXFP4 activations and one of "
+                f"{', '.join(MX_SCALE_RULES)}"
+            )
 
     @property
     def in_features(self) -> int:
@@ -120,10 +134,11 @@ class BlockLinear:
 def fold_block_linear(weight: torch.Tensor, quant: BlockLinearQuant, bias: torch.Tensor | None = None) -> BlockLinear:
     """The hardware form of a linear layer (weight (out, in), as nn.Linear holds it)."""
     return BlockLinear(
-        weight=block_quantize(weight.detach().float().cpu(), quant.fmt),
+        weight=block_quantize(weight.detach().float().cpu(), quant.fmt, scale_rule=quant.scale_rule),
         input_format=quant.fmt if quant.quantize_input else None,
         input_tensor_scale=np.float32(quant.input_tensor_scale),
         bias=None if bias is None else bias.detach().float().cpu(),
+        input_scale_rule=quant.scale_rule if quant.quantize_input else MX_SCALE_RULES[0],
     )
 
 
@@ -216,7 +231,7 @@ def exact_product(a: torch.Tensor, w: torch.Tensor, float32: torch.Tensor) -> to
 
 
 def fake_quantize_blocks(
-    x: torch.Tensor, fmt: BlockFormat, tensor_scale: np.float32
+    x: torch.Tensor, fmt: BlockFormat, tensor_scale: np.float32, scale_rule: str = MX_SCALE_RULES[0]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``block_dequantize(block_quantize(x, fmt, tensor_scale=...), include_tensor_scale=False)`` for float32
     `x` (rows, K) on x's device: the values ``value(q) * S_b`` (rows, K) and the block scales ``S_b`` (rows,
@@ -226,11 +241,11 @@ def fake_quantize_blocks(
     if fmt.tensor_scale and x.device.type == "cpu":
         values, scales = nvfp4_fake_quantize(x.numpy(), tensor_scale)
         return torch.from_numpy(values), torch.from_numpy(scales)
-    return fake_quantize_blocks_ops(x, fmt, tensor_scale)
+    return fake_quantize_blocks_ops(x, fmt, tensor_scale, scale_rule)
 
 
 def fake_quantize_blocks_ops(
-    x: torch.Tensor, fmt: BlockFormat, tensor_scale: np.float32
+    x: torch.Tensor, fmt: BlockFormat, tensor_scale: np.float32, scale_rule: str = MX_SCALE_RULES[0]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """fake_quantize_blocks in torch ops on any device. Non-finite input raises ValueError, as the codec does."""
     rows, k = x.shape
@@ -242,16 +257,19 @@ def fake_quantize_blocks_ops(
     if fmt.tensor_scale:
         values, scales = _nvfp4_values(blocks, amax, tensor_scale)
     else:
-        values, scales = _mxfp4_values(blocks, amax)
+        values, scales = _mxfp4_values(blocks, amax, scale_rule)
     return values.reshape(rows, -1)[:, :k], scales
 
 
-def _mxfp4_values(blocks: torch.Tensor, amax: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _mxfp4_values(blocks: torch.Tensor, amax: torch.Tensor, rule: str) -> tuple[torch.Tensor, torch.Tensor]:
     """spec 7.2: E from amax's exponent bits, elements E2M1(x / 2^E) * 2^E (a power-of-two division: exact,
     except where it falls below FP32's normal range, and those values round to zero either way)."""
-    _, exponent = torch.frexp(amax)  # amax = f * 2^exponent, f in [0.5, 1)
-    emax = math.floor(math.log2(ELEMENT_MAX))
-    shared = torch.where(amax > 0, exponent - 1 - emax, -E8M0_BIAS).clamp(-E8M0_BIAS, E8M0_BIAS)
+    if rule == MX_SCALE_RULES[0]:  # OCP's floor in torch ops, on amax's device
+        _, exponent = torch.frexp(amax)  # amax = f * 2^exponent, f in [0.5, 1)
+        emax = math.floor(math.log2(ELEMENT_MAX))
+        shared = torch.where(amax > 0, exponent - 1 - emax, -E8M0_BIAS).clamp(-E8M0_BIAS, E8M0_BIAS)
+    else:  # the other rules from the codec's one definition, through the CPU
+        shared = torch.from_numpy(mx_shared_exponent(amax.cpu().numpy(), rule)).to(amax.device)
     # 2^E from the bits; 2^-127 is a float32 subnormal, which pow2 leaves out
     scales = torch.where(shared > -E8M0_BIAS, pow2(shared.clamp(min=1 - E8M0_BIAS)), 2.0**-E8M0_BIAS)
     values = fake_quantize(blocks.reshape(-1, blocks.shape[-1]), ELEMENT, scales.reshape(-1, 1))
@@ -287,7 +305,7 @@ def quantize_input(layer: BlockLinear, x: torch.Tensor) -> BlockTensor:
     """The activations (..., in) as a (tokens, in) block tensor, with the layer's static tensor scale."""
     rows = x.detach().float().cpu().reshape(-1, layer.in_features)
     scale = layer.input_tensor_scale if layer.input_format.tensor_scale else None
-    return block_quantize(rows, layer.input_format, tensor_scale=scale)
+    return block_quantize(rows, layer.input_format, tensor_scale=scale, scale_rule=layer.input_scale_rule)
 
 
 def forward_torch(layer: BlockLinear, x: torch.Tensor, weight: WeightOperand) -> torch.Tensor:
@@ -298,7 +316,7 @@ def forward_torch(layer: BlockLinear, x: torch.Tensor, weight: WeightOperand) ->
         y = F.linear(rows, weight.values)
     else:
         fmt = layer.input_format
-        a, scales = fake_quantize_blocks(rows, fmt, layer.input_tensor_scale)
+        a, scales = fake_quantize_blocks(rows, fmt, layer.input_tensor_scale, layer.input_scale_rule)
         y = exact_product(a, weight.values, float32_rows(fmt, scales, weight.grid))
         if fmt.tensor_scale:
             y.mul_(float(np.float32(layer.input_tensor_scale * layer.weight.tensor_scale)))

@@ -241,7 +241,7 @@ def _calibrate_linear(linear: nn.Module, inputs: LinearInputs | None, config: Qu
 
 def _calibrate_embedding(embedding: nn.Embedding, config: QuantConfig) -> Quant:
     if config.is_block:
-        return BlockEmbeddingQuant(get_block_format(config.method))
+        return BlockEmbeddingQuant(get_block_format(config.method), config.scale_rule)
     with onloaded(embedding):
         return calibrate_embedding(embedding.weight.cpu(), config)
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..codec.blockscaled import MX_SCALE_RULES
+
 BLOCK_METHODS = ("mxfp4", "nvfp4")  # round-to-nearest block-scaled FP4 (docs/quantization.md, "Block formats")
 METHODS = ("minmax", "fpq-baseline", "fpq", *BLOCK_METHODS)
+EXPORT_FORMATS = ("fp4sim", "compressed-tensors")  # fp4sim quantize --export-format: ours, vLLM's
 BLOCK_BITS = ("4/4/4", "4/4/16")  # block formats are FP4; activations may stay in floating point
 BIT_SETTINGS = ("4/4/4", "4/4/8", "8/8/8", "6/6/6", "4/4/16")  # embedding / weight / activation bits
 # MinMax FP's fixed format per width (the released code's --qbits exponent bits; OCP-style at 6 and 8 bits).
@@ -38,6 +41,8 @@ class QuantConfig:
             searched on the first search_tokens // window-length windows.
         quantize_attention: also quantize the inputs of Q K^T and P V at the activation bits, one scale per
             tensor (the paper does for BERT and ViT, not for LLaMA).
+        scale_rule: MXFP4's shared-exponent rule for weights, embedding and activations alike (MX_SCALE_RULES,
+            docs/spec.md 7.2): "floor" (OCP), "ceil", "even", "rceil"; other methods take "floor", the default.
         seed: window sampling and token subsampling.
     """
 
@@ -52,6 +57,7 @@ class QuantConfig:
     calib_length: int = 2048
     search_tokens: int | None = 2048
     quantize_attention: bool = False
+    scale_rule: str = MX_SCALE_RULES[0]
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -63,6 +69,10 @@ class QuantConfig:
             raise ValueError(f"{self.method} is a 4-bit format: bits must be one of {', '.join(BLOCK_BITS)}")
         if self.is_block and self.quantize_attention:
             raise ValueError(f"{self.method} quantizes the linear layers and the embedding, not the attention matmuls")
+        if self.scale_rule not in MX_SCALE_RULES:
+            raise ValueError(f"scale_rule must be one of {', '.join(MX_SCALE_RULES)}, got {self.scale_rule!r}")
+        if self.scale_rule != MX_SCALE_RULES[0] and self.method != "mxfp4":
+            raise ValueError(f"scale_rule {self.scale_rule} is an MXFP4 rule; {self.method} takes none")
         if not 0 < self.grid_low < self.grid_high or self.grid_points < 1 or self.rounds < 1:
             raise ValueError("need 0 < grid_low < grid_high, grid_points >= 1 and rounds >= 1")
         if (self.calib_samples is not None and self.calib_samples < 1) or self.calib_length < 2:

@@ -16,7 +16,8 @@ from ..models.checkpoint import (
 from ..models.perplexity import tokenize_text
 from ..models.sentence_transformers import read_sentence_transformer
 from .calibrate import calibrate_model, image_windows, model_calibration_windows, sentence_windows
-from .config import QuantConfig
+from .compressed.write import export_compressed_tensors
+from .config import EXPORT_FORMATS, QuantConfig
 from .export import check_target, export_quantized
 from .stages import StageTimes
 
@@ -35,6 +36,7 @@ def quantize_checkpoint(
     offload_folder: str | Path | None = None,
     progress: bool = True,
     times: StageTimes | None = None,
+    export_format: str = "fp4sim",
 ) -> Path:
     """Calibrate a local checkpoint on `calib` and write the hardware export to `out`.
 
@@ -53,7 +55,13 @@ def quantize_checkpoint(
     model loads; the export appears whole or not at all. `device_map` and
     `offload_folder` go to accelerate (load_model) for models larger than one device.
     `times` receives the wall time of each stage (tokenize, load, forward passes, searches, export).
+    `export_format`: "fp4sim" (fp4sim's own export) or "compressed-tensors" (vLLM's format, MXFP4 / NVFP4
+    only, a decoder or encoder of text; compressed.write); ValueError for another value or method.
     """
+    if export_format not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {export_format!r}; valid: {', '.join(EXPORT_FORMATS)}")
+    if export_format == "compressed-tensors" and config.method not in ("mxfp4", "nvfp4"):
+        raise ValueError(f"--export-format compressed-tensors takes --method mxfp4 or nvfp4, not {config.method}")
     times = times or StageTimes()
     model_config = check_checkpoint(model_path, gguf_file)
     layout = None if gguf_location(model_path, gguf_file) else read_sentence_transformer(Path(model_path))
@@ -82,6 +90,8 @@ def quantize_checkpoint(
     source = source_name(model_path, gguf_file)
     pooling = None if layout is None else layout.pooling
     with times("export"):
+        if export_format == "compressed-tensors":
+            return export_compressed_tensors(model, tokenizer, params, config, out, overwrite=overwrite)
         return export_quantized(
             model, tokenizer, params, config, out, source=source, overwrite=overwrite, pooling=pooling
         )

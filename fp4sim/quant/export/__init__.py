@@ -36,7 +36,17 @@ from ...models.checkpoint import load_preprocessor, model_class, onloaded, use_f
 from ..config import QuantConfig
 from ..modules import set_backend
 from .kinds import KIND_OF_QUANT, KINDS
-from .schema import EXPORT_FORMAT, EXPORT_VERSION, METADATA_FILE, TENSORS_FILE, ExportError, read_metadata
+from .schema import (
+    COMPRESSED_TENSORS,
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    METADATA_FILE,
+    MODELOPT,
+    TENSORS_FILE,
+    ExportError,
+    read_metadata,
+    third_party_format,
+)
 from .store import check_target, load_tensors, write_atomically
 
 __all__ = [
@@ -46,9 +56,15 @@ __all__ = [
     "ExportError",
     "check_target",
     "export_quantized",
+    "finish_model",
     "load_export",
     "load_quantized",
+    "load_tokenizer",
+    "meta_model",
+    "plain_parameters",
     "read_metadata",
+    "third_party_format",
+    "untied_config",
 ]
 
 
@@ -80,12 +96,7 @@ def export_quantized(
         written, entry = kind.write(model.get_submodule(name), name, quant)
         tensors.update(written)
         modules[name] = {"kind": kind.name, **entry}
-    for module_name, module in model.named_modules():
-        if module_name in params or not any(True for _ in module.parameters(recurse=False)):
-            continue
-        with onloaded(module):  # one module at a time, also when accelerate offloaded it
-            for name, value in module.named_parameters(recurse=False):
-                tensors[f"{module_name}.{name}"] = value.detach().float().cpu().contiguous()
+    tensors.update(plain_parameters(model, params))
     metadata = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -95,11 +106,29 @@ def export_quantized(
     }
     if pooling is not None:
         metadata["pooling"] = list(pooling)
+    write_atomically(out, overwrite, tensors, metadata, untied_config(model), tokenizer)
+    return out
+
+
+def plain_parameters(model: Any, quantized: Any) -> dict[str, torch.Tensor]:
+    """float32 CPU copies of the parameters of every module not in `quantized` (names), by state-dict key."""
+    tensors = {}
+    for module_name, module in model.named_modules():
+        if module_name in quantized or not any(True for _ in module.parameters(recurse=False)):
+            continue
+        with onloaded(module):  # one module at a time, also when accelerate offloaded it
+            for name, value in module.named_parameters(recurse=False):
+                tensors[f"{module_name}.{name}"] = value.detach().float().cpu().contiguous()
+    return tensors
+
+
+def untied_config(model: Any) -> Any:
+    """The model's config as an export writes it: embeddings untied (the embedding and lm_head are quantized
+    separately) and ``architectures`` naming the class that was quantized, the class it loads as."""
     model_config = copy.deepcopy(model.config)
     model_config.tie_word_embeddings = False
     model_config.architectures = [type(model).__name__]
-    write_atomically(out, overwrite, tensors, metadata, model_config, tokenizer)
-    return out
+    return model_config
 
 
 def load_quantized(
@@ -124,18 +153,25 @@ def load_export(
     path: str | Path, *, backend: str = "torch", accum: str = "exact", dtype: str = "float32", device: str = "cpu"
 ) -> tuple[Any, Any, dict]:
     """(model, preprocessor, metadata) from an export directory: load_quantized's model, with the export's
-    tokenizer (or image processor) and its metadata (fp4sim_quant.json). Raises what load_quantized raises.
+    tokenizer (or image processor) and its metadata (fp4sim_quant.json). A compressed-tensors checkpoint
+    loads through quant.compressed.read instead, a ModelOpt NVFP4 export through quant.compressed.modelopt
+    (schema.third_party_format), their metadata ``{"format": "compressed-tensors" | "modelopt", ...}``.
+    Raises what load_quantized raises.
     """
-    from transformers import AutoConfig
-
     root = Path(path)
+    foreign = third_party_format(root)
+    if foreign == COMPRESSED_TENSORS:
+        from ..compressed.read import load_compressed_tensors
+
+        return load_compressed_tensors(root, backend=backend, accum=accum, dtype=dtype, device=device)
+    if foreign == MODELOPT:
+        from ..compressed.modelopt import load_modelopt
+
+        return load_modelopt(root, backend=backend, accum=accum, dtype=dtype, device=device)
     metadata = read_metadata(root)
     tensors = load_tensors(root, metadata)
     tensor_file = root / TENSORS_FILE
-    with _as_export_error(root / "config.json", third_party=True):
-        model_config = AutoConfig.from_pretrained(root, local_files_only=True)
-        with torch.device("meta"):
-            model = model_class(model_config.to_dict())(model_config)
+    model = meta_model(root)
     tensors = _Reads(tensors)
     for name, entry in metadata["modules"].items():
         with _as_export_error(root, f"module {name}: "):
@@ -153,13 +189,33 @@ def load_export(
         )
     if unexpected or [k for k in missing if not _belongs_to_quantized(k, metadata)]:
         raise ExportError(f"{root}: tensors do not match the model config (missing {missing}, unexpected {unexpected})")
+    return finish_model(model, root, backend, accum, device), load_tokenizer(root), metadata
+
+
+def meta_model(root: Path) -> Any:
+    """The model class of the directory's config.json, built from it on the meta device (no weights yet)."""
+    from transformers import AutoConfig
+
+    with _as_export_error(root / "config.json", third_party=True):
+        model_config = AutoConfig.from_pretrained(root, local_files_only=True)
+        with torch.device("meta"):
+            return model_class(model_config.to_dict())(model_config)
+
+
+def finish_model(model: Any, root: Path, backend: str, accum: str, device: str) -> Any:
+    """A model whose weights are all loaded: computed buffers rebuilt, quantized layers on `backend`, on `device`,
+    in eval mode (ExportError naming `root` for anything the directory did not provide)."""
     _rebuild_meta_buffers(model)
     set_backend(model, backend, accum)
-    with _as_export_error(root, third_party=True):
-        tokenizer = load_preprocessor(root)
     if torch.device(device).type != "cpu":
         use_full_float32()
-    return model.to(device).eval(), tokenizer, metadata
+    return model.to(device).eval()
+
+
+def load_tokenizer(root: Path) -> Any:
+    """The directory's tokenizer (or image processor); any error it raises becomes an ExportError naming `root`."""
+    with _as_export_error(root, third_party=True):
+        return load_preprocessor(root)
 
 
 @contextmanager

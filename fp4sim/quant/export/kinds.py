@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ...codec import decode, encode
-from ...codec.blockscaled import ELEMENT, BlockTensor, block_dequantize, block_quantize
+from ...codec.blockscaled import ELEMENT, MX_SCALE_RULES, BlockTensor, block_dequantize, block_quantize
 from ...models.checkpoint import onloaded
 from ..attention import STATE, AttentionQuant, FoldedAttention, MatmulQuant, use_fp4sim_attention
 from ..blockquant import BlockEmbeddingQuant, BlockLinear, BlockLinearQuant, fold_block_linear
@@ -40,7 +40,7 @@ Tensors = dict[str, torch.Tensor]
 
 
 def write_linear(module: Any, name: str, quant: LinearQuant) -> tuple[Tensors, dict]:
-    weight, bias = _parameters(module)
+    weight, bias = module_parameters(module)
     folded = fold_linear(weight, quant, bias)
     tensors = {
         f"{name}.weight_codes": pack_codes(folded.weight_codes, folded.weight_format),
@@ -70,14 +70,14 @@ def read_linear(model: Any, tensors: Tensors, name: str, entry: dict) -> None:
         raise ExportError(f"{name}.input_shift exceeds the {input_format.ebits}-bit shift of {input_format.name}")
     if input_format is None and (float(folded.input_scale) != 1 or bool(folded.input_shift.any())):
         raise ExportError(f"{name} is weight-only, but {name}.input_scale / input_shift quantize its input")
-    _replace(model, name, QuantizedLinear(folded))
+    replace_linear(model, name, QuantizedLinear(folded))
 
 
 # ---- embedding: the LLM-FP4 table (codes, one scale per row); loads as its dequantized float table
 
 
 def write_embedding(module: Any, name: str, quant: TensorQuant) -> tuple[Tensors, dict]:
-    codes = encode(_parameters(module)[0], quant.fmt, scale=quant.scale.cpu(), axis=0)
+    codes = encode(module_parameters(module)[0], quant.fmt, scale=quant.scale.cpu(), axis=0)
     tensors = {f"{name}.weight_codes": pack_codes(codes, quant.fmt), f"{name}.weight_scale": quant.scale.float().cpu()}
     return tensors, {"shape": list(codes.shape), "weight_format": format_entry(quant.fmt)}
 
@@ -115,14 +115,15 @@ def read_attention(model: Any, tensors: Tensors, name: str, entry: dict) -> None
 
 
 def write_block_linear(module: Any, name: str, quant: BlockLinearQuant) -> tuple[Tensors, dict]:
-    weight, bias = _parameters(module)
+    weight, bias = module_parameters(module)
     layer = fold_block_linear(weight, quant, bias)
     tensors = {
         **_block_tensors(f"{name}.weight", layer.weight),
         f"{name}.input_tensor_scale": torch.tensor(layer.input_tensor_scale),
     }
     inputs = None if layer.input_format is None else layer.input_format.name
-    return _linear_record(name, layer, tensors, quant.fmt.name, inputs)
+    tensors, entry = _linear_record(name, layer, tensors, quant.fmt.name, inputs)
+    return tensors, {**entry, "input_scale_rule": layer.input_scale_rule}
 
 
 def read_block_linear(model: Any, tensors: Tensors, name: str, entry: dict) -> None:
@@ -134,17 +135,18 @@ def read_block_linear(model: Any, tensors: Tensors, name: str, entry: dict) -> N
             input_format=input_format,
             input_tensor_scale=tensor(tensors, f"{name}.input_tensor_scale", torch.float32, ()).numpy(),
             bias=_bias(tensors, name, entry),
+            input_scale_rule=entry.get("input_scale_rule", MX_SCALE_RULES[0]),  # exports before 2026-12-01: floor
         )
     except ValueError as err:
         raise ExportError(f"{name}: {err}") from None
-    _replace(model, name, BlockQuantizedLinear(layer))
+    replace_linear(model, name, BlockQuantizedLinear(layer))
 
 
 # ---- block_embedding: the table block-quantized along the hidden axis; loads as its dequantized float table
 
 
 def write_block_embedding(module: Any, name: str, quant: BlockEmbeddingQuant) -> tuple[Tensors, dict]:
-    table = block_quantize(_parameters(module)[0], quant.fmt)
+    table = block_quantize(module_parameters(module)[0], quant.fmt, scale_rule=quant.scale_rule)
     return _block_tensors(f"{name}.weight", table), {"shape": list(table.shape), "weight_format": quant.fmt.name}
 
 
@@ -174,7 +176,7 @@ KINDS = {
 KIND_OF_QUANT = {kind.quant: kind for kind in KINDS.values()}
 
 
-def _parameters(module: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+def module_parameters(module: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(weight, bias or None) as float32 CPU copies, also where accelerate offloaded the module; a patch
     convolution's weight as its (out, channels * kh * kw) matrix.
 
@@ -227,7 +229,7 @@ def _bias(tensors: Tensors, name: str, entry: dict) -> torch.Tensor | None:
     return tensor(tensors, f"{name}.bias", torch.float32, (entry["out_features"],)) if entry["bias"] else None
 
 
-def _replace(model: Any, name: str, layer: Any) -> None:
+def replace_linear(model: Any, name: str, layer: Any) -> None:
     """Put `layer` where the model (built from config.json) has the linear layer `name`, of the same shape; where
     it has a patch convolution, `layer` computes it on rows of patches (PatchEmbeddingLinear)."""
     original = model.get_submodule(name)

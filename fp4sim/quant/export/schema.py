@@ -27,10 +27,32 @@ MODULE_KINDS = {
 }
 METADATA_FILE = "fp4sim_quant.json"
 TENSORS_FILE = "model.safetensors"
+COMPRESSED_TENSORS = "compressed-tensors"
+MODELOPT = "modelopt"
 
 
 class ExportError(ValueError):
     """An export directory that is missing, corrupt, foreign or from an unsupported version."""
+
+
+def third_party_format(root: Path) -> str | None:
+    """``"compressed-tensors"`` or ``"modelopt"`` when directory `root` holds such a checkpoint (a config.json
+    ``quantization_config`` naming its ``quant_method``, or ModelOpt's ``hf_quant_config.json``; quant.compressed
+    reads both), else None."""
+    if (root / "hf_quant_config.json").is_file():
+        return MODELOPT
+    try:
+        config = json.loads((root / "config.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    quantization = config.get("quantization_config") if isinstance(config, dict) else None
+    method = quantization.get("quant_method") if isinstance(quantization, dict) else None
+    return method if method in (COMPRESSED_TENSORS, MODELOPT) else None
+
+
+def is_compressed_tensors(root: Path) -> bool:
+    """Whether directory `root` holds a compressed-tensors checkpoint (vLLM's format)."""
+    return third_party_format(root) == COMPRESSED_TENSORS
 
 
 def read_metadata(root: Path) -> dict:
@@ -39,7 +61,10 @@ def read_metadata(root: Path) -> dict:
         raise ExportError(f"quantized model {str(root)!r} is not a directory; pass the --out DIR of fp4sim quantize")
     meta_file = root / METADATA_FILE
     if not meta_file.is_file():
-        raise ExportError(f"{root} has no {METADATA_FILE}: it is not an fp4sim export (make one with fp4sim quantize)")
+        raise ExportError(
+            f"{root} has no {METADATA_FILE}: it is not an fp4sim export (make one with fp4sim quantize) or a "
+            f"{COMPRESSED_TENSORS} or ModelOpt checkpoint"
+        )
     try:
         metadata = json.loads(meta_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:

@@ -11,17 +11,18 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..._files import atomic_directory
-from .schema import METADATA_FILE, TENSORS_FILE, ExportError
+from .schema import METADATA_FILE, TENSORS_FILE, ExportError, is_compressed_tensors
 
 
 def check_target(out: Path, overwrite: bool) -> None:
-    """FileNotFoundError / FileExistsError unless `out` may be written (replacing only an fp4sim export)."""
+    """FileNotFoundError / FileExistsError unless `out` may be written (replacing only an fp4sim export or a
+    compressed-tensors checkpoint)."""
     if not out.parent.is_dir():
         raise FileNotFoundError(f"cannot write {out}: {out.parent} is not a directory")
     if out.exists():
         if not overwrite:
             raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
-        if not (out / METADATA_FILE).is_file():
+        if not ((out / METADATA_FILE).is_file() or is_compressed_tensors(out)):
             raise FileExistsError(f"{out} exists and is not an fp4sim export; refusing to replace it")
 
 
