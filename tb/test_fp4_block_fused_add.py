@@ -11,7 +11,7 @@ from cocotb.triggers import Timer
 
 from fp4sim.hw.fp4_block_fused_add import fp4_block_fused_add
 from fp4sim.hw.fp4_pkg import BlockConfig
-from fp4sim.rtlsim.runner import run_testbench, tb_params, tb_block_config
+from fp4sim.rtlsim.runner import run_testbench, tb_block_config, tb_params
 
 EXPONENT_RANGE = {"mxfp4": (-254, 254), "nvfp4": (-252, 16)}  # sums of two scale exponents (spec 8.2)
 

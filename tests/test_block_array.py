@@ -147,8 +147,8 @@ def test_pulse_timing_and_one_result_per_column_per_edge(accum):
 
 def test_short_tiles_get_bubbles_and_a_short_spacing_is_refused():
     a = quantized("mxfp4", np.ones((4, 16), np.float32))
-    stream, tiles = schedule_block_gemm(a, a, 4, 1)  # K = 1 group, R = 4: three bubbles after every tile
-    assert [t.last_cycle for t in tiles] == [0, 4, 8, 12]
+    stream, tiles = schedule_block_gemm(a, a, 4, 1)  # K = 1 group, R = 4: three bubbles before every tile
+    assert [t.last_cycle for t in tiles] == [3, 7, 11, 15]
     stream.in_last[:], stream.in_valid[:] = 0, 0
     stream.in_valid[[0, 3]] = stream.in_last[[0, 3]] = 1
     with pytest.raises(ValueError, match="less than ROWS = 4 apart"):

@@ -93,7 +93,7 @@ def check_spacing(inputs: BlockArrayInputs, rows: int) -> None:
         t = int(lasts[np.argmin(np.diff(lasts)) + 1])
         raise ValueError(
             f"tiles end at edges less than ROWS = {rows} apart (edge {t}): a column's converter takes one result "
-            "per edge; put bubbles after short tiles (schedule_block_gemm does)"
+            "per edge; put bubbles before short tiles (schedule_block_gemm does)"
         )
 
 
@@ -153,7 +153,7 @@ def _groups(t: BlockTensor) -> tuple[np.ndarray, np.ndarray]:
 def schedule_block_gemm(
     a: BlockTensor, w: BlockTensor, rows: int, cols: int
 ) -> tuple[BlockArrayInputs, list[BlockTile]]:
-    """The input stream of ``a @ w.T`` (spec 8.8): tiles row-major, bubbles after tiles shorter than R, a drain."""
+    """The input stream of ``a @ w.T`` (spec 8.8): tiles row-major, bubbles before tiles shorter than R, a drain."""
     a_groups, a_scales = _groups(a)
     w_groups, w_scales = _groups(w)
     k_groups = a_groups.shape[1]
@@ -162,15 +162,16 @@ def schedule_block_gemm(
     stream = idle_block_inputs(len(origins) * period + rows + cols + 2, rows, cols)
     tiles = []
     for i, (m0, n0) in enumerate(origins):
-        steps = slice(i * period, i * period + k_groups)
+        end = (i + 1) * period  # bubbles first: any stream may follow another and keep the spacing rule
+        steps = slice(end - k_groups, end)
         a_tile, w_tile = a_groups[m0 : m0 + rows], w_groups[n0 : n0 + cols]
         stream.a_in[steps, : a_tile.shape[0]] = a_tile.transpose(1, 0, 2)
         stream.a_scale[steps, : a_tile.shape[0]] = a_scales[m0 : m0 + rows].T
         stream.w_in[steps, : w_tile.shape[0]] = w_tile.transpose(1, 0, 2)
         stream.w_scale[steps, : w_tile.shape[0]] = w_scales[n0 : n0 + cols].T
         stream.in_valid[steps] = 1
-        stream.in_last[i * period + k_groups - 1] = 1
-        tiles.append(BlockTile(m0, n0, i * period + k_groups - 1))
+        stream.in_last[end - 1] = 1
+        tiles.append(BlockTile(m0, n0, end - 1))
     return stream, tiles
 
 
