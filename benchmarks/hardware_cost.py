@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from fp4sim import PEConfig
+from fp4sim.hw.fp4_pkg import BlockConfig
 from fp4sim.rtlsim.runner import filelist
 
 DFF_TRANSISTORS = 20
@@ -102,6 +103,40 @@ def array_table() -> list[tuple[str, Cost]]:
     return rows
 
 
+BLOCK_PES = [  # (block format, accumulator mode, N, F): spec 8
+    ("nvfp4", "exact", 35, 4),
+    ("nvfp4", "aligned_truncate", 35, 4),
+    ("mxfp4", "exact", 35, 4),
+    ("mxfp4", "aligned_truncate", 35, 4),
+]
+
+
+def block_name(config: BlockConfig) -> str:
+    mode = "exact" if config.exact else f"aligned_truncate:{config.frac_bits}:{16 * config.fused_groups}"
+    return f"{config.block_format.upper()} {mode}"
+
+
+def block_table() -> list[tuple[str, Cost]]:
+    """Block-scaled PEs (spec 8), each exact accumulator's converter alone, and 2 x 2 NVFP4 arrays."""
+    rows = []
+    for block_format, acc_mode, frac_bits, fused in BLOCK_PES:
+        config = BlockConfig(block_format, acc_mode, frac_bits, fused)
+        params = config.rtl_parameters(1, 1)
+        del params["ROWS"], params["COLS"]
+        rows.append(
+            (f"fp4_block_pe {block_name(config)}", synthesize("fp4_block_pe", filelist("fp4_block_pe"), params))
+        )
+        if config.exact:
+            converter = {"MAG_BITS": config.acc_bits, "EXP_BITS": 12}
+            name = f"its converter (fp4_round_to_float, {config.acc_bits}-bit magnitude)"
+            rows.append((name, synthesize("fp4_round_to_float", filelist("fp4_round_to_float"), converter)))
+    for acc_mode in ("exact", "aligned_truncate"):
+        config = BlockConfig("nvfp4", acc_mode)
+        cost = synthesize("fp4_block_array", filelist("fp4_block_array"), config.rtl_parameters(2, 2))
+        rows.append((f"fp4_block_array 2x2 {block_name(config)}", cost))
+    return rows
+
+
 def main() -> None:
     rows = mac_table()
     int4_mac = rows[0][3].transistors
@@ -125,6 +160,13 @@ def main() -> None:
     print("| design | cells | flip-flops | transistors |")
     print("|---|---|---|---|")
     for name, cost in array_table():
+        print(f"| {name} | {cost.cells} | {cost.flip_flops} | {cost.transistors} |")
+    print()
+    print("## Block-scaled PEs and arrays (MXFP4 / NVFP4, spec 8; K_MAX 65536)")
+    print()
+    print("| design | cells | flip-flops | transistors |")
+    print("|---|---|---|---|")
+    for name, cost in block_table():
         print(f"| {name} | {cost.cells} | {cost.flip_flops} | {cost.transistors} |")
 
 
