@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from fp4sim.codec.blockscaled import block_quantize
-from fp4sim.hw.fp4_block_array import BlockArrayInputs, idle_block_inputs, schedule_block_gemm
+from fp4sim.hw.fp4_block_array import BlockArrayInputs, idle_block_inputs, schedule_block_gemm, stitch_block_streams
 from fp4sim.hw.fp4_pkg import BlockConfig
 
 EXTREME_SCALES = {"mxfp4": (0x00, 0x01, 0xFE, 0xFF), "nvfp4": (0x00, 0x01, 0x07, 0x7E, 0x7F, 0xB8)}
@@ -24,22 +24,18 @@ def random_operand(rng: np.random.Generator, config: BlockConfig, rows: int, k: 
 
 def random_block_gemms(rng: np.random.Generator, config: BlockConfig, rows: int, cols: int, count: int):
     """`count` random GEMMs back to back after a reset edge, then a drain; 5% of the scale codes set to extremes."""
-    reset = idle_block_inputs(1, rows, cols)
-    reset.rst[0] = 1
-    parts = [reset]
+    streams = []
     for _ in range(count):
         m, n = (int(v) for v in rng.integers(1, 2 * max(rows, cols) + 1, 2))
         k = int(rng.choice([1, 15, 16, 33, int(rng.integers(17, 150))]))
         stream, _ = schedule_block_gemm(
             random_operand(rng, config, m, k), random_operand(rng, config, n, k), rows, cols
         )
-        body = BlockArrayInputs(*(field[: -(rows + cols + 2)] for field in stream))
-        for scales in (body.a_scale, body.w_scale):
+        for scales in (stream.a_scale, stream.w_scale):
             extreme = rng.random(scales.shape) < 0.05
             scales[extreme] = rng.choice(EXTREME_SCALES[config.block_format], int(extreme.sum()))
-        parts.append(body)
-    parts.append(idle_block_inputs(rows + cols + 3, rows, cols))
-    return BlockArrayInputs(*(np.concatenate(fields) for fields in zip(*parts, strict=True)))
+        streams.append(stream)
+    return stitch_block_streams(streams)
 
 
 def with_block_bubbles(rng: np.random.Generator, stream: BlockArrayInputs) -> BlockArrayInputs:

@@ -65,6 +65,21 @@ def idle_block_inputs(cycles: int, rows: int, cols: int) -> BlockArrayInputs:
     )  # fmt: skip
 
 
+def stitch_block_streams(streams: list[BlockArrayInputs]) -> BlockArrayInputs:
+    """A power-up reset edge, each scheduled stream without its drain (the next starts at once), then a drain.
+
+    `streams` come from :func:`schedule_block_gemm`; every one starts with its own bubbles where needed, so the
+    joined stream keeps spec 8.1's spacing rule.
+    """
+    rows, cols = streams[0].a_scale.shape[1], streams[0].w_scale.shape[1]
+    drain = rows + cols + 2
+    reset = idle_block_inputs(1, rows, cols)
+    reset.rst[0] = 1
+    bodies = [BlockArrayInputs(*(field[:-drain] for field in stream)) for stream in streams]
+    parts = [reset, *bodies, idle_block_inputs(drain, rows, cols)]
+    return BlockArrayInputs(*(np.concatenate(fields) for fields in zip(*parts, strict=True)))
+
+
 def wide_to_fp32(value: int, exponent: int) -> int:
     """FP32 bits of value * 2^exponent for any Python int, nearest-even, overflow to Inf (spec 2.4).
 
