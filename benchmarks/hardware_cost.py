@@ -120,8 +120,21 @@ def block_name(config: BlockConfig) -> str:
 
 
 def block_table() -> list[tuple[str, Cost]]:
-    """Block-scaled PEs (spec 8), each exact accumulator's converter alone, and 2 x 2 NVFP4 arrays."""
-    rows = []
+    """Block-scaled group terms, a fused add, PEs (spec 8), each exact accumulator's converter, 2 x 2 NVFP4 arrays."""
+    rows = [
+        (
+            f"fp4_block_term {name.upper()}",
+            synthesize("fp4_block_term", filelist("fp4_block_term"), {"BLOCK_FORMAT": code}),
+        )
+        for name, code in (("mxfp4", 0), ("nvfp4", 1))
+    ]
+    fused = {"BLOCK_FORMAT": 1, "FRAC_BITS": 35, "TERMS": 4}
+    rows.append(
+        (
+            "fp4_block_fused_add NVFP4 N 35, 4 terms",
+            synthesize("fp4_block_fused_add", filelist("fp4_block_fused_add"), fused),
+        )
+    )
     for block_format, acc_mode, frac_bits, fused in BLOCK_PES:
         config = BlockConfig(block_format, acc_mode, frac_bits, fused)
         params = config.rtl_parameters(1, 1)
