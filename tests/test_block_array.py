@@ -6,9 +6,11 @@ from __future__ import annotations
 import zlib
 from fractions import Fraction
 
+import hypothesis.strategies as st
 import numpy as np
 import pytest
-from oracle import code_value, floor_log2
+from hypothesis import given
+from oracle import code_value, floor_log2, round_float
 from test_block_gemm import expected, operand
 
 from fp4sim.codec.blockscaled import BlockTensor, block_quantize, get_block_format
@@ -20,7 +22,8 @@ from fp4sim.hw.fp4_block_array import (
     idle_block_inputs,
     schedule_block_gemm,
 )
-from fp4sim.hw.fp4_block_term import decode_scale
+from fp4sim.hw.fp4_block_fused_add import fp4_block_fused_add
+from fp4sim.hw.fp4_block_term import decode_scale, fp4_block_term
 from fp4sim.hw.fp4_pkg import BlockConfig
 
 # (block_gemm's accum, N, F = G / 16); exact ignores N and F
@@ -196,3 +199,47 @@ def test_accumulator_widths_hold_the_largest_sum():
 def test_config_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         BlockConfig(**kwargs)
+
+
+def scale_value(code: int, nvfp4: bool) -> Fraction:
+    return code_value(code, 4, 3, 7) if nvfp4 else Fraction(2) ** (code - 127)
+
+
+@given(
+    a=st.lists(st.integers(0, 15), min_size=16, max_size=16),
+    w=st.lists(st.integers(0, 15), min_size=16, max_size=16),
+    a_scale=st.integers(0, 0xFE),
+    w_scale=st.integers(0, 0xFE),
+    nvfp4=st.booleans(),
+)
+def test_group_term_is_the_exact_scaled_group_sum(a, w, a_scale, w_scale, nvfp4):
+    """Spec 8.3: V * 2^(shift + TERM_LSB) = sum value(a_j) value(w_j) * S_a * S_w, exactly (every non-NaN code)."""
+    if nvfp4:  # unsigned E4M3: codes 0..0x7E
+        a_scale, w_scale = a_scale % 0x7F, w_scale % 0x7F
+    term = fp4_block_term(a, w, a_scale, w_scale, nvfp4)
+    exact = sum(code_value(x, 2, 1, 1) * code_value(y, 2, 1, 1) for x, y in zip(a, w, strict=True))
+    exact *= scale_value(a_scale, nvfp4) * scale_value(w_scale, nvfp4)
+    term_lsb = BlockConfig("nvfp4" if nvfp4 else "mxfp4").term_lsb
+    assert not term.nan
+    assert term.value * Fraction(2) ** (term.shift + term_lsb) == exact
+
+
+@given(
+    c=st.floats(width=32, allow_nan=False, allow_infinity=False),
+    terms=st.lists(st.tuples(st.integers(-518400, 518400), st.integers(-252, 16)), min_size=1, max_size=4),
+    frac_bits=st.integers(1, 48),
+)
+def test_fused_add_follows_the_truncation_rule(c, terms, frac_bits):
+    """Spec 8.5 restated with fractions: each term truncated toward zero N bits below the largest exponent, the exact
+    sum truncated to FP32 (+0 for a zero result); NVFP4 terms are V * 2^(E - 8)."""
+    c = float(np.float32(c))
+    c = 0.0 if c == 0 else c  # the running sum is never -0
+    c_bits = int(np.float32(c).view(np.uint32))
+    c_exponent = -126 if c == 0 else max(floor_log2(abs(Fraction(c))), -126)
+    top = max([c_exponent, *(e for _, e in terms)])
+    unit = Fraction(2) ** (top - frac_bits)
+    values = [Fraction(c), *(v * Fraction(2) ** (e - 8) for v, e in terms)]
+    total = sum((int(x / unit) * unit for x in values), Fraction(0))  # int() truncates toward zero
+    want = round_float(total, "fp32", toward_zero=True)
+    want_bits = 0 if want == 0 else int(np.float32(want).view(np.uint32))
+    assert fp4_block_fused_add(c_bits, terms, frac_bits, 8) == want_bits
