@@ -114,6 +114,9 @@ BLOCK_PES = [  # (block format, accumulator mode, N, F): spec 8
 ]
 
 
+ACCUMULATOR_WIDTHS = (13, 16, 20, 25)  # N of aligned_truncate: Hopper FP8 is 13, f16 and f8f6f4 25
+
+
 def block_name(config: BlockConfig) -> str:
     mode = "exact" if config.exact else f"aligned_truncate:{config.frac_bits}:{16 * config.fused_groups}"
     return f"{config.block_format.upper()} {mode}"
@@ -146,6 +149,12 @@ def block_table() -> list[tuple[str, Cost]]:
             converter = {"MAG_BITS": config.acc_bits, "EXP_BITS": 12}
             name = f"its converter (fp4_round_to_float, {config.acc_bits}-bit magnitude)"
             rows.append((name, synthesize("fp4_round_to_float", filelist("fp4_round_to_float"), converter)))
+    for frac_bits in ACCUMULATOR_WIDTHS:  # the NVFP4 PE's cost against N (35 is in BLOCK_PES)
+        config = BlockConfig("nvfp4", "aligned_truncate", frac_bits, 4)
+        params = {key: v for key, v in config.rtl_parameters(1, 1).items() if key not in ("ROWS", "COLS")}
+        rows.append(
+            (f"fp4_block_pe {block_name(config)}", synthesize("fp4_block_pe", filelist("fp4_block_pe"), params))
+        )
     for acc_mode in ("exact", "aligned_truncate"):
         config = BlockConfig("nvfp4", acc_mode)
         cost = synthesize("fp4_block_array", filelist("fp4_block_array"), config.rtl_parameters(2, 2))
