@@ -1,6 +1,8 @@
 """Hardware cost from Yosys: cell counts and transistor estimates for MACs, the PE and a small array.
 
-    python benchmarks/hardware_cost.py        (make synth)
+    python benchmarks/hardware_cost.py          (make synth)
+    python benchmarks/hardware_cost.py --block  the block-scaled PEs and arrays of spec 8 (minutes: the
+                                                MXFP4 exact accumulator and its converter are 533 bits wide)
 
 Each design is synthesised flat with Yosys (`synth`), its flip-flops are
 legalised to plain D flip-flops (enables and resets become gates), and ABC
@@ -16,11 +18,13 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 from fp4sim import PEConfig
+from fp4sim.hw.fp4_pkg import BlockConfig
 from fp4sim.rtlsim.runner import filelist
 
 DFF_TRANSISTORS = 20
@@ -102,7 +106,75 @@ def array_table() -> list[tuple[str, Cost]]:
     return rows
 
 
+BLOCK_PES = [  # (block format, accumulator mode, N, F): spec 8
+    ("nvfp4", "exact", 35, 4),
+    ("nvfp4", "aligned_truncate", 35, 4),
+    ("mxfp4", "exact", 35, 4),
+    ("mxfp4", "aligned_truncate", 35, 4),
+]
+
+
+ACCUMULATOR_WIDTHS = (13, 16, 20, 25)  # N of aligned_truncate: Hopper FP8 is 13, f16 and f8f6f4 25
+
+
+def block_name(config: BlockConfig) -> str:
+    mode = "exact" if config.exact else f"aligned_truncate:{config.frac_bits}:{16 * config.fused_groups}"
+    return f"{config.block_format.upper()} {mode}"
+
+
+def block_table() -> list[tuple[str, Cost]]:
+    """Block-scaled group terms, a fused add, PEs (spec 8), each exact accumulator's converter, 2 x 2 NVFP4 arrays."""
+    rows = [
+        (
+            f"fp4_block_term {name.upper()}",
+            synthesize("fp4_block_term", filelist("fp4_block_term"), {"BLOCK_FORMAT": code}),
+        )
+        for name, code in (("mxfp4", 0), ("nvfp4", 1))
+    ]
+    fused = {"BLOCK_FORMAT": 1, "FRAC_BITS": 35, "TERMS": 4}
+    rows.append(
+        (
+            "fp4_block_fused_add NVFP4 N 35, 4 terms",
+            synthesize("fp4_block_fused_add", filelist("fp4_block_fused_add"), fused),
+        )
+    )
+    for block_format, acc_mode, frac_bits, fused in BLOCK_PES:
+        config = BlockConfig(block_format, acc_mode, frac_bits, fused)
+        params = config.rtl_parameters(1, 1)
+        del params["ROWS"], params["COLS"]
+        rows.append(
+            (f"fp4_block_pe {block_name(config)}", synthesize("fp4_block_pe", filelist("fp4_block_pe"), params))
+        )
+        if config.exact:
+            converter = {"MAG_BITS": config.acc_bits, "EXP_BITS": 12}
+            name = f"its converter (fp4_round_to_float, {config.acc_bits}-bit magnitude)"
+            rows.append((name, synthesize("fp4_round_to_float", filelist("fp4_round_to_float"), converter)))
+    for frac_bits in ACCUMULATOR_WIDTHS:  # the NVFP4 PE's cost against N (35 is in BLOCK_PES)
+        config = BlockConfig("nvfp4", "aligned_truncate", frac_bits, 4)
+        params = {key: v for key, v in config.rtl_parameters(1, 1).items() if key not in ("ROWS", "COLS")}
+        rows.append(
+            (f"fp4_block_pe {block_name(config)}", synthesize("fp4_block_pe", filelist("fp4_block_pe"), params))
+        )
+    for acc_mode in ("exact", "aligned_truncate"):
+        config = BlockConfig("nvfp4", acc_mode)
+        cost = synthesize("fp4_block_array", filelist("fp4_block_array"), config.rtl_parameters(2, 2))
+        rows.append((f"fp4_block_array 2x2 {block_name(config)}", cost))
+    return rows
+
+
+def print_block_table() -> None:
+    print("## Block-scaled PEs and arrays (MXFP4 / NVFP4, spec 8; K_MAX 65536)")
+    print()
+    print("| design | cells | flip-flops | transistors |")
+    print("|---|---|---|---|")
+    for name, cost in block_table():
+        print(f"| {name} | {cost.cells} | {cost.flip_flops} | {cost.transistors} |", flush=True)
+
+
 def main() -> None:
+    if "--block" in sys.argv[1:]:
+        print_block_table()
+        return
     rows = mac_table()
     int4_mac = rows[0][3].transistors
     print(f"## MACs (accumulators sized for K_max = {K_MAX}; Yosys + ABC cmos2)")

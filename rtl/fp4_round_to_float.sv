@@ -4,6 +4,8 @@
 // accumulator converter and the FP32 -> FP4 encoder.
 //   IEEE = 1: the all-ones exponent is reserved, overflow gives Inf.
 //   IEEE = 0: every code is finite, overflow saturates to the largest value.
+//   TOWARD_ZERO = 1: truncate instead (aligned_truncate, spec 2.6 and 8.5); IEEE overflow gives the
+//   largest finite value.
 // A zero magnitude gives a zero with the given sign.
 module fp4_round_to_float #(
     parameter MAG_BITS = 32,  // width of the magnitude
@@ -11,7 +13,8 @@ module fp4_round_to_float #(
     parameter EBITS = 8,
     parameter MBITS = 23,
     parameter BIAS = 127,
-    parameter IEEE = 1
+    parameter IEEE = 1,
+    parameter TOWARD_ZERO = 0
 ) (
     input  logic                       sign,
     input  logic [       MAG_BITS-1:0] mag,
@@ -42,6 +45,7 @@ module fp4_round_to_float #(
       q = QW'(mag >> drop);
       if (drop <= MAG_BITS) guard = mag[drop-1];
       if (drop >= 2 && drop <= MAG_BITS) sticky = |(mag << (MAG_BITS - drop + 1));
+      if (TOWARD_ZERO != 0) guard = 1'b0;  // never round up
     end
     if (guard && (sticky || q[0])) q = q + 1'b1;
     if (q[QW-1]) begin  // rounding carried into the next binade
@@ -55,7 +59,10 @@ module fp4_round_to_float #(
       field = 0;
       mant = {{(32 - MBITS - 1) {1'b0}}, q[MBITS:0]};
     end
-    if (IEEE != 0 && field >= MAX_FIELD) begin
+    if (IEEE != 0 && field >= MAX_FIELD && TOWARD_ZERO != 0) begin
+      field = MAX_FIELD - 1;
+      mant  = (1 << MBITS) - 1;
+    end else if (IEEE != 0 && field >= MAX_FIELD) begin
       field = MAX_FIELD;
       mant  = 0;
     end else if (IEEE == 0 && field > MAX_FIELD) begin

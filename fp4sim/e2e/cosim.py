@@ -99,8 +99,9 @@ def run_cosim(
     module = model.get_submodule(layer) if layer in dict(model.named_modules()) else None
     if isinstance(module, BlockQuantizedLinear):
         raise ValueError(
-            f"{layer!r} is an {module.layer.weight.fmt.name} layer; the RTL array runs LLM-FP4 layers "
-            "(per-input-channel shifts, no block scales). Block formats run on the golden model: fp4sim simulate"
+            f"{layer!r} is an {module.layer.weight.fmt.name} layer; the RTL array runs LLM-FP4 layers here "
+            "(rtl/fp4_array.sv). The block-scaled array (rtl/fp4_block_array.sv) plays real block tiles in "
+            "tb/test_cosim_block_tiles.py, not yet in cosim; block formats run on the golden model: fp4sim simulate"
         )
     if not isinstance(module, QuantizedLinear):
         names = [n for n, m in model.named_modules() if isinstance(m, QuantizedLinear)]

@@ -124,3 +124,112 @@ class PEConfig:
             f"{self.fmt_a.name} x {self.fmt_w.name}, shift 0..{self.max_shift}, K_max {self.k_max}: "
             f"product {self.product_bits} bits, accumulator {self.acc_bits} bits, LSB 2^{self.lsb_exponent}"
         )
+
+
+BLOCK_FORMAT_CODES = {"mxfp4": 0, "nvfp4": 1}  # rtl BLOCK_FORMAT parameter
+ACC_MODE_CODES = {"exact": 0, "aligned_truncate": 1}  # rtl ACC_MODE parameter
+BLOCK_GROUP = 16  # elements per exactly summed group: one K step of the block array (spec 8.1)
+BLOCK_K_MAX_LIMIT = 1 << 16  # the package's 32-bit integer widths hold ceil(K_MAX / 16) * V_max up to here
+_GROUP_SUM_MAX = 16 * 12 * 12  # |P| in units of 2^-2: sixteen products of twice E2M1's largest value, 6
+_SCALE = {  # block format: (scale significand max, per-scale shift max, SCALE_LSB, KE) (spec 8.2, 8.3)
+    "mxfp4": (1, 254, -127, 2),
+    "nvfp4": (15, 14, -9, 8),
+}
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    """Parameters of the block-scaled dot-product array and the widths they imply (docs/spec.md 8.1-8.5).
+
+    Attributes:
+        block_format: ``"mxfp4"`` (E8M0 scales) or ``"nvfp4"`` (unsigned E4M3 scales).
+        acc_mode: ``"exact"`` (fixed-point accumulator, 8.4) or ``"aligned_truncate"`` (8.5).
+        frac_bits: N of aligned_truncate:N[:G] (1..48); ignored when exact.
+        fused_groups: F = G / 16, groups per fused add; ignored when exact.
+        k_max: the longest dot product in elements the exact accumulator holds (<= 65536).
+
+    Raises:
+        ValueError: for an unknown format or mode, or parameters outside the ranges above.
+    """
+
+    block_format: str
+    acc_mode: str = "exact"
+    frac_bits: int = 35
+    fused_groups: int = 4
+    k_max: int = K_MAX_DEFAULT
+
+    def __post_init__(self) -> None:
+        if self.block_format not in _SCALE:
+            raise ValueError(f"block_format must be one of {list(_SCALE)}, got {self.block_format!r}")
+        if self.acc_mode not in ACC_MODE_CODES:
+            raise ValueError(f"acc_mode must be one of {list(ACC_MODE_CODES)}, got {self.acc_mode!r}")
+        if not 1 <= self.k_max <= BLOCK_K_MAX_LIMIT:
+            raise ValueError(f"k_max must lie in 1..{BLOCK_K_MAX_LIMIT}, got {self.k_max}")
+        if self.acc_mode == "aligned_truncate":
+            if self.fused_groups < 1 or not 1 <= self.frac_bits <= 48:
+                raise ValueError(
+                    f"aligned_truncate needs 1 <= N <= 48 and G = 16 F with F >= 1; got N = {self.frac_bits}, "
+                    f"F = {self.fused_groups}"
+                )
+            if self.sum_bits > 64:
+                raise ValueError(
+                    f"N = {self.frac_bits} with F = {self.fused_groups} needs a {self.sum_bits}-bit fused adder; "
+                    "spec 7.5 allows N + 12 + bitlength(F + 1) <= 63"
+                )
+
+    @property
+    def nvfp4(self) -> bool:
+        return self.block_format == "nvfp4"
+
+    @property
+    def exact(self) -> bool:
+        return self.acc_mode == "exact"
+
+    @property
+    def scale_lsb(self) -> int:
+        """SCALE_LSB: a scale is significand * 2^(shift + SCALE_LSB) (spec 8.2)."""
+        return _SCALE[self.block_format][2]
+
+    @property
+    def term_lsb(self) -> int:
+        """TERM_LSB = 2 SCALE_LSB - 2: the weight of V's LSB at shift 0, and the exact accumulator's LSB (8.3)."""
+        return 2 * self.scale_lsb - 2
+
+    @property
+    def align_offset(self) -> int:
+        """KE: a nonzero term's LSB lies KE binades below its alignment exponent (spec 8.3)."""
+        return _SCALE[self.block_format][3]
+
+    @property
+    def shift_max(self) -> int:
+        """Largest shift_a + shift_w."""
+        return 2 * _SCALE[self.block_format][1]
+
+    @property
+    def value_max(self) -> int:
+        """V_max: the largest |V| = |P| * significand_a * significand_w."""
+        return _GROUP_SUM_MAX * _SCALE[self.block_format][0] ** 2
+
+    @property
+    def value_bits(self) -> int:
+        """Width of the signed V."""
+        return self.value_max.bit_length() + 1
+
+    @property
+    def acc_bits(self) -> int:
+        """Width of the exact accumulator: bitlength(ceil(K_MAX / 16) * V_max) + SHIFT_MAX + 1 (spec 8.4)."""
+        groups = -(-self.k_max // BLOCK_GROUP)
+        return (groups * self.value_max).bit_length() + self.shift_max + 1
+
+    @property
+    def sum_bits(self) -> int:
+        """Width of the fused adder of aligned_truncate: N + 12 + bitlength(F + 1) + 1 (spec 8.5)."""
+        return self.frac_bits + 12 + (self.fused_groups + 1).bit_length() + 1
+
+    def rtl_parameters(self, rows: int, cols: int) -> dict[str, int]:
+        """rtl/fp4_block_array.sv's parameters for an R x C array of this configuration."""
+        return {
+            "BLOCK_FORMAT": BLOCK_FORMAT_CODES[self.block_format], "ACC_MODE": ACC_MODE_CODES[self.acc_mode],
+            "FRAC_BITS": self.frac_bits, "FUSED_GROUPS": self.fused_groups, "K_MAX": self.k_max,
+            "ROWS": rows, "COLS": cols,
+        }  # fmt: skip

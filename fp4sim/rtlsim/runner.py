@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..formats import get_format
-from ..hw.fp4_pkg import K_MAX_DEFAULT, PEConfig
+from ..hw.fp4_pkg import ACC_MODE_CODES, BLOCK_FORMAT_CODES, K_MAX_DEFAULT, BlockConfig, PEConfig
 from ..hw.fp4_round_to_float import OUTPUT_FORMATS, output_format
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the source tree: rtl/ and tb/ beside fp4sim/
@@ -39,8 +39,9 @@ PARAMS_ENV = "FP4SIM_TB_PARAMS"
 SIMULATORS = ("icarus", "verilator")
 SUMMARIES: list[str] = []  # one line per testbench run, printed by the root conftest.py
 # Verilator: every warning is an error, as in make lint-rtl; the C++ unoptimised, since Python sets the pace of a
-# cocotb bench and -O0 compiles in half the time.
-VERILATOR_BUILD_ARGS = ["-Wall", "-CFLAGS", "-O0"]
+# cocotb bench and -O0 compiles in half the time; one C++ file per module, because the wheel's verilated.mk has an
+# empty CFG_CXXFLAGS_PCH_I and so cannot compile the split files of a large design (fp4_block_array, MXFP4 exact).
+VERILATOR_BUILD_ARGS = ["-Wall", "-CFLAGS", "-O0", "--output-split", "0"]
 KEY_FILE = "fp4sim-build.key"
 
 
@@ -191,6 +192,16 @@ def tb_pe_config() -> PEConfig:
     fmt_a = get_format(f"E{p['A_EBITS']}M{p['A_MBITS']}", bias=p.get("A_BIAS"))
     fmt_w = get_format(f"E{p['W_EBITS']}M{p['W_MBITS']}", bias=p.get("W_BIAS"))
     return PEConfig(fmt_a, fmt_w, p["SHIFT_BITS"], p.get("K_MAX", K_MAX_DEFAULT))
+
+
+def tb_block_config() -> BlockConfig:
+    """Inside a running testbench: the BlockConfig of the RTL's BLOCK_FORMAT, ACC_MODE, FRAC_BITS, ... parameters."""
+    p = tb_params()
+    block_format = next(name for name, code in BLOCK_FORMAT_CODES.items() if code == p["BLOCK_FORMAT"])
+    acc_mode = next(name for name, code in ACC_MODE_CODES.items() if code == p.get("ACC_MODE", 0))
+    return BlockConfig(
+        block_format, acc_mode, p.get("FRAC_BITS", 35), p.get("FUSED_GROUPS", 4), p.get("K_MAX", K_MAX_DEFAULT)
+    )
 
 
 def array_parameters(config: PEConfig, rows: int, cols: int, out: str = "fp32") -> dict[str, int]:
