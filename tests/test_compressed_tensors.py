@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from fp4sim.cli import main
 from fp4sim.codec import decode
 from fp4sim.codec.blockscaled import ELEMENT, block_dequantize, block_quantize
-from fp4sim.e2e.simulate import simulate_model
+from fp4sim.e2e.simulate import perplexity_measure, simulate_model
 from fp4sim.models.checkpoint import DEFAULT_MODEL
 from fp4sim.models.perplexity import tokenize_text
 from fp4sim.quant.compressed.check import check_checkpoint, swizzle, unswizzle
@@ -119,7 +119,7 @@ def test_an_fp4sim_export_reimports_with_its_codes(exported: Path, source: Path)
     np.testing.assert_array_equal(layer.layer.weight.scales, expected.scales)
     assert layer.layer.weight.tensor_scale == np.float32(1) / (np.float32(1) / expected.tensor_scale)
     ids = tokenize_text(tokenizer, TEXT)[:48]
-    assert simulate_model(model, ids, "exact", context=24, progress=False).all_identical
+    assert simulate_model(model, "exact", perplexity_measure(ids, context=24, progress=False)).all_identical
 
 
 @pytest.mark.parametrize("preset", ["NVFP4", "MXFP4", "NVFP4A16"])
@@ -148,7 +148,7 @@ def test_a_library_checkpoint_runs_bit_for_bit(preset: str, source: Path, tmp_pa
     if preset.endswith("A16"):
         assert torch.isfinite(model(ids[None]).logits).all()
     else:
-        assert simulate_model(model, ids, "exact", context=24, progress=False).all_identical
+        assert simulate_model(model, "exact", perplexity_measure(ids, context=24, progress=False)).all_identical
 
 
 @given(st.floats(min_value=2.0**-126, max_value=2.0**126, width=32))
@@ -362,7 +362,7 @@ def test_a_modelopt_checkpoint_takes_its_multipliers_as_they_are(source: Path, t
     np.testing.assert_array_equal(codes[:, 0::2] | codes[:, 1::2] << 4, stored[f"{name}.weight"].numpy())
     assert layer.weight.tensor_scale == stored[f"{name}.weight_scale_2"].numpy()[0]  # no rounding: a multiplier
     assert layer.input_tensor_scale == stored[f"{name}.input_scale"].numpy()[0]
-    assert simulate_model(model, ids, "exact", context=24, progress=False).all_identical
+    assert simulate_model(model, "exact", perplexity_measure(ids, context=24, progress=False)).all_identical
 
 
 def test_other_modelopt_algorithms_are_refused(source: Path, tmp_path: Path) -> None:
