@@ -241,11 +241,14 @@ FAULTS = {
 }
 
 
-@pytest.mark.parametrize("fault", FAULTS)
+FAULT_CASES = [(fault, method) for fault, (_, _, methods) in FAULTS.items() for method in methods]
+
+
+@pytest.mark.parametrize(
+    ("fault", "exported"), FAULT_CASES, indirect=["exported"], ids=[f"{f}-{m}" for f, m in FAULT_CASES]
+)
 def test_check_catches_each_fault(fault: str, exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    edit, expected, formats = FAULTS[fault]
-    if _method(exported) not in formats:
-        pytest.skip(f"{fault} does not exist in {_method(exported)}")
+    edit, expected, _ = FAULTS[fault]
     status, rules, out = _rules(_damaged(exported, tmp_path, edit), capsys)
     assert rules == {expected}
     assert status == (1 if expected[0] == "error" else 0)
