@@ -24,7 +24,7 @@ from ..hw.fp4_round_to_float import FP32, OutputFormat, accumulators_to_float, f
 from .study import (
     ALIGNED_GROUP_DEFAULT,
     Accumulation,
-    aligned_truncate_gemm,
+    aligned_truncate_outputs,
     check_aligned_width,
     exponent_table,
     fp32_sequential_gemm,
@@ -181,25 +181,58 @@ def operand_matrix(codes: np.ndarray, tables: np.ndarray, row_table: np.ndarray)
 
 
 def _study_model(a: np.ndarray, w: np.ndarray, s: np.ndarray, config: PEConfig, model: Accumulation) -> np.ndarray:
-    """FP32 results of a non-exact accumulation model."""
-    a_values = config.fmt_a.values().astype(np.float32)
-    w_values = config.fmt_w.values().astype(np.float32)
+    """FP32 results of a non-exact accumulation model: the exact GEMM where spec 4.3 proves it equal, else loops."""
+    group = model.group or ALIGNED_GROUP_DEFAULT
+    if model.kind == "aligned_truncate":
+        check_aligned_width(model, PRODUCT_SIGNIFICAND_BITS, group)
+    a_exponent, w_exponent = exponent_table(config.fmt_a.values()), exponent_table(config.fmt_w.values())
+    limit = exact_limit(model, a_exponent, w_exponent, config.lsb_exponent)
+    if limit:
+        result = _accumulators_to_fp32(exact_accumulators(a, w, s, config), config.lsb_exponent)
+        slow = _beyond(limit, a, w, s, config)
+        if slow is None:
+            return result
+    else:
+        result = np.empty((a.shape[0], w.shape[1]), dtype=np.float32)
+        slow = np.ones(result.shape, dtype=bool)
+    rows, cols = np.nonzero(slow)
     if model.kind == "fp32_sequential":
-        shifted = w_values[w] * np.ldexp(np.float32(1), -s.astype(np.int32))[:, None]
-        return fp32_sequential_gemm(a_values[a], shifted.astype(np.float32))
-    check_aligned_width(model, PRODUCT_SIGNIFICAND_BITS, model.group or ALIGNED_GROUP_DEFAULT)
-    bits = aligned_truncate_gemm(
-        product_table(config),
-        s,
-        a,
-        w,
-        exponent_table(config.fmt_a.values()),
-        exponent_table(config.fmt_w.values()),
-        config.lsb_exponent,
-        model.frac_bits,
-        model.group or ALIGNED_GROUP_DEFAULT,
-    )
-    return bits.view(np.float32)
+        w_values = config.fmt_w.values().astype(np.float32)
+        shifted = (w_values[w] * np.ldexp(np.float32(1), -s.astype(np.int32))[:, None]).astype(np.float32)
+        slow_rows = np.unique(rows)  # the loop does whole rows
+        a_values = config.fmt_a.values().astype(np.float32)[a[slow_rows]]
+        result[slow_rows] = np.where(slow[slow_rows], fp32_sequential_gemm(a_values, shifted), result[slow_rows])
+        return result
+    args = (a_exponent, w_exponent, config.lsb_exponent, model.frac_bits, group, rows, cols)
+    result[rows, cols] = aligned_truncate_outputs(product_table(config), s, a, w, *args).view(np.float32)
+    return result
+
+
+def exact_limit(model: Accumulation, a_exponent: np.ndarray, w_exponent: np.ndarray, lsb_exponent: int) -> int:
+    """The largest sum of |products| (in LSBs) for which `model` gives the exact sum's FP32 bits (spec 4.3).
+
+    0 when no sum qualifies: aligned_truncate with products whose exponent
+    lies above ``LSB * 2^N`` (they can truncate each other).
+    """
+    if model.kind == "fp32_sequential":
+        return FLOAT32_EXACT
+    if int(a_exponent.max()) + int(w_exponent.max()) > lsb_exponent + model.frac_bits:
+        return 0
+    return min((2 << model.frac_bits) - 1, FLOAT32_EXACT)
+
+
+def _beyond(limit: int, a: np.ndarray, w: np.ndarray, s: np.ndarray, config: PEConfig) -> np.ndarray | None:
+    """(M, N) bool: outputs whose sum of |products| in LSBs exceeds `limit`; None when none does."""
+    if a.shape[1] * int(np.abs(operand_table(config.fmt_a)).max()) * int(np.abs(weight_table(config)).max()) <= limit:
+        return None  # K * max|A_int| * max|W_int| bounds every sum without reading the data
+    magnitude = exact_accumulators(_magnitude_codes(a, config.fmt_a), _magnitude_codes(w, config.fmt_w), s, config)
+    beyond = magnitude > limit
+    return beyond if beyond.any() else None
+
+
+def _magnitude_codes(codes: np.ndarray, fmt: Format) -> np.ndarray:
+    """The codes of |value|: the sign bit cleared."""
+    return codes & np.uint8(0xFF ^ fmt.sign_mask)
 
 
 def _output_scale(scale: Any, n: int) -> np.ndarray | None:
