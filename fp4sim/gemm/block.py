@@ -52,6 +52,8 @@ def block_gemm(a: BlockTensor, w: BlockTensor, *, accum: str | Accumulation = "e
         a_hat = block_dequantize(a, include_tensor_scale=False)
         w_hat = block_dequantize(w, include_tensor_scale=False)
         y = fp32_sequential_gemm(np.ascontiguousarray(a_hat), np.ascontiguousarray(w_hat.T))
+    elif model.kind == "exact":
+        y = _exact_gemm(a, w)
     else:
         y = _scaled_group_gemm(a, w, model)
     if a.fmt.tensor_scale:
@@ -73,6 +75,50 @@ def _check_pair(a: BlockTensor, w: BlockTensor) -> None:
         raise ValueError(f"a and w must share K (the last axis): {a.shape} and {w.shape}")
     if a.shape[1] == 0:
         raise ValueError("K must be at least 1")
+
+
+def _exact_gemm(a: BlockTensor, w: BlockTensor) -> np.ndarray:
+    """FP32 results of the exact model: one float64 BLAS product wherever spec 7.5 proves it exact.
+
+    Every product of output (m, n) is a multiple of ``2^L``, L = -2 plus the
+    lowest scale LSB of row m of a and of row n of w, and every partial sum
+    a BLAS forms is at most ``K max|a_hat[m]| max|w_hat[n]|``; when that is at
+    most ``2^(53 + L)`` the float64 sum is exact and its cast to float32 is
+    the one rounding. Rows with an output beyond the bound take the group path.
+    """
+    a_hat, a_low = _dequantized64(a)
+    w_hat, w_low = _dequantized64(w)
+    y = (_float64_matmul(a_hat, w_hat) + 0.0).astype(np.float32)  # + 0.0: a zero sum is +0
+    peak = a.shape[1] * np.abs(a_hat).max(axis=1)[:, None] * np.abs(w_hat).max(axis=1)[None, :]
+    exact = peak <= np.ldexp(1.0, 53 + _PRODUCT_LSB + a_low[:, None] + w_low[None, :])
+    rows = np.flatnonzero(~exact.all(axis=1))
+    if rows.size:
+        subset = BlockTensor(a.fmt, a.codes[rows], a.scales[rows], a.tensor_scale)
+        y[rows] = _scaled_group_gemm(subset, w, Accumulation("exact"))
+    return y
+
+
+def _dequantized64(t: BlockTensor) -> tuple[np.ndarray, np.ndarray]:
+    """``value(q) * S_b`` in float64, exact (NaN scales as 0, masked later), and each row's lowest scale LSB exponent.
+
+    An element has 2 significand bits and a scale at most 4, so every value
+    and every product of two is exact in float64, as is its range (scales
+    within 2^+-127).
+    """
+    significand, lsb, _ = scale_parts(t)
+    scales = np.ldexp(significand.astype(np.float64), lsb.astype(np.int32))
+    values = t.fmt.element.values()[t.codes]
+    pad = -values.shape[1] % t.fmt.block_size
+    blocks = np.pad(values, ((0, 0), (0, pad))).reshape(values.shape[0], -1, t.fmt.block_size)
+    scaled = (blocks * scales[:, :, None]).reshape(values.shape[0], -1)[:, : values.shape[1]]
+    return scaled, lsb.min(axis=1, initial=1 << 20)
+
+
+def _float64_matmul(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """a @ w.T in float64 through torch's BLAS (one thread pool with the caller's torch work)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(a)).matmul(torch.from_numpy(np.ascontiguousarray(w)).T).numpy()
 
 
 def _scaled_group_gemm(a: BlockTensor, w: BlockTensor, model: Accumulation) -> np.ndarray:
