@@ -4,7 +4,8 @@ Exact mode turns codes into integers at the accumulator's LSB (spec 2.1) and
 multiplies them with BLAS in floating point, which is exact while every partial
 sum stays below 2^24 (float32) or 2^53 (float64). In between, the weights are
 split by exponent into two float32-exact pieces; past 2^53, K is split and the
-pieces are added in int64 (spec 4.2). The study models run in Numba.
+pieces are added in int64 (spec 4.2). The study models reuse the exact result
+wherever spec 4.3 proves it equal and loop in Numba over the other outputs.
 """
 
 from __future__ import annotations
