@@ -1,4 +1,4 @@
-"""block_gemm's exact float64 fast path (docs/spec.md 7.5) against the group-sum path it replaces, bit for bit."""
+"""block_gemm's fast paths (docs/spec.md 7.5) against the group-sum paths they replace, bit for bit."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from block_reference import aligned_group_gemm
 
 from fp4sim.codec.blockscaled import BlockTensor, block_quantize
 from fp4sim.gemm.block import _scaled_group_gemm, block_gemm
-from fp4sim.gemm.study import Accumulation
+from fp4sim.gemm.study import parse_accumulation
 
 SCALE_CODES = {
     "nvfp4": np.array([0, 1, 3, 7, 8, 9, 40, 56, 100, 0x7E], np.uint8),  # 0, E4M3 subnormals, 2^-6 .. 448
@@ -17,14 +18,20 @@ SCALE_CODES = {
 }
 
 
-def previous_path(a: BlockTensor, w: BlockTensor) -> np.ndarray:
-    """FP32 bits of the exact model the way the library computed every output before the fast path."""
-    return _scaled_group_gemm(a, w, Accumulation("exact")).view(np.uint32)
+ALIGNED = ("aligned_truncate:35", "aligned_truncate:38", "aligned_truncate:39", "aligned_truncate:48")
+ALIGNED += ("aligned_truncate:13:16", "aligned_truncate:25:32", "aligned_truncate:8:128", "aligned_truncate:35:1024")
 
 
-def fast_path(a: BlockTensor, w: BlockTensor) -> np.ndarray:
+def previous_path(a: BlockTensor, w: BlockTensor, accum: str = "exact") -> np.ndarray:
+    """FP32 bits the way the library computed every output before the fast paths (NaN rows not masked)."""
+    if accum == "exact":
+        return _scaled_group_gemm(a, w).view(np.uint32)
+    return aligned_group_gemm(a, w, parse_accumulation(accum))
+
+
+def fast_path(a: BlockTensor, w: BlockTensor, accum: str = "exact") -> np.ndarray:
     with np.errstate(over="ignore"):
-        y = block_gemm(a, w)
+        y = block_gemm(a, w, accum=accum)
     return y.view(np.uint32)  # every tensor scale here is 1: the epilogue's multiply is exact
 
 
@@ -86,3 +93,40 @@ def test_small_terms_beside_cancelling_giants(span: int) -> None:
     ones = np.full((4, 4), np.float32(32 * 2.0 ** (-1 - span)).view(np.uint32))  # the 32 small terms of block 0
     np.testing.assert_array_equal(previous_path(a, w), ones)
     np.testing.assert_array_equal(fast_path(a, w), ones)
+
+
+@pytest.mark.parametrize("accum", ALIGNED)
+@pytest.mark.parametrize("name", ["nvfp4", "mxfp4"])
+def test_aligned_truncate_on_both_paths(name: str, accum: str) -> None:
+    """Whole-range scales (many fused adds truncate), LLM-like operands (few do), and the adversarial rows."""
+    rng = np.random.default_rng(len(accum))
+    k = 300
+    a, w = random_tensor(rng, name, 6, k, SCALE_CODES[name]), random_tensor(rng, name, 5, k, SCALE_CODES[name])
+    np.testing.assert_array_equal(fast_path(a, w, accum), previous_path(a, w, accum))
+    x = rng.standard_normal((9, k)).astype(np.float32)
+    x[:, [3, 77]] *= 50
+    y = rng.standard_normal((7, k)).astype(np.float32)
+    a, w = (replace(block_quantize(v, name), tensor_scale=np.float32(1.0)) for v in (x, y))
+    np.testing.assert_array_equal(fast_path(a, w, accum), previous_path(a, w, accum))
+
+
+@pytest.mark.parametrize("accum", ALIGNED)
+@pytest.mark.parametrize("name", ["nvfp4", "mxfp4"])
+def test_aligned_truncate_huge_running_sum_and_cancellation(name: str, accum: str) -> None:
+    """c built from the largest scales, then blocks at the smallest; sums that cancel; all-zero and -0 rows."""
+    fmt = block_quantize(np.zeros((1, 1), np.float32), name).fmt
+    small, big, mid = SCALE_CODES[name][1], SCALE_CODES[name][-1], SCALE_CODES[name][len(SCALE_CODES[name]) // 2]
+    k = 12 * fmt.block_size + 5
+    codes = np.full((6, k), 0x7, np.uint8)  # 6.0
+    codes[0, k // 2 :] = 0xF  # -6.0: cancels
+    codes[1] = 0
+    codes[2] = 0x8  # -0
+    codes[3, 1::3] = 0x1  # 0.5 among the 6s
+    codes[4, ::2] = 0xE  # -4 and 6 alternating
+    scales = np.full((6, fmt.blocks(k)), big, np.uint8)
+    scales[:, fmt.blocks(k) // 2 :] = small  # the running sum dwarfs every later block
+    scales[5] = mid
+    scales[5, 1::2] = small
+    a = BlockTensor(fmt, codes, scales, np.float32(1.0))
+    w = BlockTensor(fmt, codes[[0, 3, 4, 5]].copy(), scales[[0, 3, 5, 5]].copy(), np.float32(1.0))
+    np.testing.assert_array_equal(fast_path(a, w, accum), previous_path(a, w, accum))

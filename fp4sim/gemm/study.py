@@ -24,7 +24,7 @@ from ..hw.fp4_round_to_float import float32_parts, fp4_round_to_float
 ALIGNED_GROUP_DEFAULT = 32  # products per fused group: the K of one m16n8k32 FP8/FP4 MMA instruction
 _ALIGNED_RE = re.compile(r"^aligned_truncate:(\d+)(?::(\d+))?$")
 NO_EXPONENT = -(1 << 20)  # exponent of a zero term: below every real one
-_NEGATIVE_ZERO = 0x80000000
+NEGATIVE_ZERO = 0x80000000
 
 
 class Accumulation(NamedTuple):
@@ -135,7 +135,7 @@ def aligned_truncate_outputs(
                 # c is a multiple of the LSB (every earlier group kept whole multiples of it).
                 c_int = c_sig << (c_lsb - lsb_exponent) if c_lsb >= lsb_exponent else c_sig >> (lsb_exponent - c_lsb)
                 bits = fp4_round_to_float(total + c_int, lsb_exponent, 8, 23, True)
-                c_bits = 0 if bits == _NEGATIVE_ZERO else bits
+                c_bits = 0 if bits == NEGATIVE_ZERO else bits
                 continue
             for j in range(count):
                 k = start + j
@@ -171,7 +171,7 @@ def aligned_sum(
     for i in range(values.size):
         total += _truncate_to(values[i], lsbs[i] + frac_bits - top)
     bits = fp4_round_to_float(total, top - frac_bits, 8, 23, True)
-    return 0 if bits == _NEGATIVE_ZERO else bits  # truncation leaves an integer 0: +0 (MMA-Sim's math.trunc)
+    return 0 if bits == NEGATIVE_ZERO else bits  # truncation leaves an integer 0: +0 (MMA-Sim's math.trunc)
 
 
 @numba.njit(cache=True, inline="always")
