@@ -38,6 +38,7 @@ TERM_SIGNIFICAND_BITS = 12  # |group sum| <= 16 * 36 = 576, times two scale sign
 TERM_VALUE_BITS = 19  # the same term as an integer at its LSB: |P| * 4 <= 2304, times two integer significands <= 15
 FLOAT64_SIGNIFICAND_BITS = 53
 _CHUNK_ELEMENTS = 1 << 20  # group sums held at once (float32, 4 MB): stays in cache, bounds memory
+_FUSED_CHUNK_ELEMENTS = 1 << 22  # fused sums held at once (float64, 32 MB): fewer, larger batched BLAS calls
 
 
 def block_gemm(a: BlockTensor, w: BlockTensor, *, accum: str | Accumulation = "exact", out: str = "fp32") -> np.ndarray:
@@ -165,6 +166,8 @@ def _aligned_gemm(a: BlockTensor, w: BlockTensor, model: Accumulation) -> np.nda
     # |a_hat * w_hat| < 2^(e_max + 8) per element: F's partial sums stay within 53 bits above the step.
     exact_fused = model.frac_bits + 8 + fused.bit_length() <= FLOAT64_SIGNIFICAND_BITS
     a_parts, w_parts = scale_parts(a), scale_parts(w)
+    a_bounds = _fused_bounds(a_parts, a, fused)
+    w_bounds_t = tuple(np.ascontiguousarray(x.T) for x in _fused_bounds(w_parts, w, fused))  # (adds, N): n innermost
     k = a.shape[1]
     pad = -k % fused
     a_hat = np.pad(_dequantized64(a)[0], ((0, 0), (0, pad)))
@@ -176,15 +179,26 @@ def _aligned_gemm(a: BlockTensor, w: BlockTensor, model: Accumulation) -> np.nda
     m_size, n_size, adds = a.shape[0], w.shape[0], a_hat.shape[1] // fused
     w_fused = np.ascontiguousarray(w_hat.reshape(n_size, adds, fused).transpose(1, 2, 0))
     result = np.empty((m_size, n_size), dtype=np.uint32)
-    rows = max(numba.get_num_threads(), _CHUNK_ELEMENTS // max(n_size * adds * 2, 1))  # float64: two per element
+    rows = max(numba.get_num_threads(), _FUSED_CHUNK_ELEMENTS // max(n_size * adds, 1))
     for start in range(0, m_size, rows):
         stop = min(start + rows, m_size)
         a_fused = np.ascontiguousarray(a_hat[start:stop].reshape(stop - start, adds, fused).transpose(1, 0, 2))
         sums = _fused_sums(a_fused, w_fused)
-        parts = tuple(p[start:stop] for p in a_parts) + w_parts
+        parts = tuple(p[start:stop] for p in (*a_parts, *a_bounds)) + w_parts + w_bounds_t
         shape = (-(-k // GROUP), per_group, model.frac_bits, fused // GROUP, exact_fused)
         result[start:stop] = _aligned_kernel(sums, a_codes[start:stop], w_codes, table, *parts, *shape)
     return result.view(np.float32)
+
+
+def _fused_bounds(parts: tuple[np.ndarray, ...], t: BlockTensor, fused: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row and fused add: the largest alignment exponent and the smallest LSB exponent of its blocks' scales."""
+    _, lsb, align = parts
+    groups = -(-t.shape[1] // GROUP)
+    per_fused = fused // GROUP
+    block = np.arange(-(-groups // per_fused) * per_fused) // (t.fmt.block_size // GROUP)
+    block = np.minimum(block, lsb.shape[1] - 1)  # past the last group: repeat the last block (a bound still)
+    shape = (t.shape[0], -1, per_fused)
+    return align[:, block].reshape(shape).max(axis=2), lsb[:, block].reshape(shape).min(axis=2)  # (rows, adds)
 
 
 def _fused_sums(a_fused: np.ndarray, w_fused: np.ndarray) -> np.ndarray:
@@ -305,9 +319,13 @@ def _aligned_kernel(
     a_sig: np.ndarray,
     a_lsb: np.ndarray,
     a_align: np.ndarray,
+    a_top: np.ndarray,
+    a_low: np.ndarray,
     w_sig: np.ndarray,
     w_lsb: np.ndarray,
     w_align: np.ndarray,
+    w_top: np.ndarray,
+    w_low: np.ndarray,
     groups: int,
     per_group: int,
     frac_bits: int,
@@ -327,35 +345,37 @@ def _aligned_kernel(
         values = np.empty(fused, dtype=np.int64)
         lsbs = np.empty(fused, dtype=np.int64)
         exponents = np.empty(fused, dtype=np.int64)
-        for n in range(n_size):
-            c_bits = np.int64(0)
-            for f in range(adds):
-                count = min(fused, groups - f * fused)
+        scratch = np.empty(1, dtype=np.float32)
+        scratch_bits = scratch.view(np.uint32)
+        c_row = np.zeros(n_size, dtype=np.int64)  # c of every output of row m, one fused add at a time
+        for f in range(adds):
+            count = min(fused, groups - f * fused)
+            for n in range(n_size):
+                c_bits = c_row[n]
                 c_sig, c_lsb = float32_parts(c_bits)
-                top = c_lsb + 23 if c_sig != 0 else ZERO_EXPONENT
-                low = np.int64(1) << 40
-                for i in range(count):
-                    b = (f * fused + i) // per_group
-                    exponents[i] = a_align[m, b] + w_align[n, b]
-                    lsbs[i] = _PRODUCT_LSB + a_lsb[m, b] + w_lsb[n, b]
-                    top = max(top, exponents[i])
-                    low = min(low, lsbs[i])
+                # A step from upper bounds of the exponents: terms that are multiples of it are whole under e_max.
+                top = max(c_lsb + 23 if c_sig != 0 else ZERO_EXPONENT, a_top[m, f] + w_top[f, n])
                 step = top - frac_bits
+                low = _PRODUCT_LSB + a_low[m, f] + w_low[f, n]
                 if exact_fused and low >= step and _multiple_of(c_sig, c_lsb, step):
-                    c_int = c_sig << (c_lsb - step) if c_lsb >= step else c_sig >> (step - c_lsb)
-                    total = np.int64(math.ldexp(sums[f, m, n], -step)) + c_int  # F is a multiple of 2^low
-                    bits = fp4_round_to_float(total, step, 8, 23, True)
-                    c_bits = 0 if bits == NEGATIVE_ZERO else bits
+                    # c and F are multiples of 2^step below 2^(step + 53): their float64 sum is exact.
+                    exact = math.ldexp(np.float64(c_sig), c_lsb) + sums[f, m, n]
+                    scratch[0] = np.float32(exact)  # nearest; one ulp toward zero if that rounded away
+                    bits = np.int64(scratch_bits[0]) - (1 if abs(np.float64(scratch[0])) > abs(exact) else 0)
+                    c_row[n] = 0 if bits == NEGATIVE_ZERO else bits
                     continue
                 for i in range(count):
                     g = f * fused + i
                     b = g // per_group
+                    exponents[i] = a_align[m, b] + w_align[n, b]
+                    lsbs[i] = _PRODUCT_LSB + a_lsb[m, b] + w_lsb[n, b]
                     total = np.int64(0)
                     for j in range(g * GROUP, (g + 1) * GROUP):
                         total += table[a_codes[m, j]] * table[w_codes[n, j]]
                     values[i] = total * a_sig[m, b] * w_sig[n, b]
-                c_bits = aligned_sum(c_bits, values[:count], lsbs[:count], exponents[:count], frac_bits, ZERO_EXPONENT)
-            result[m, n] = c_bits
+                terms = (values[:count], lsbs[:count], exponents[:count])
+                c_row[n] = aligned_sum(c_bits, *terms, frac_bits, ZERO_EXPONENT)
+        result[m] = c_row
     return result
 
 
