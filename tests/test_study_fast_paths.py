@@ -73,15 +73,17 @@ def test_huge_running_sum_then_small_products(accum: str, fa: str, fw: str) -> N
 
 
 @pytest.mark.parametrize("accum", MODELS)
-def test_outputs_mixed_between_fast_and_slow(accum: str) -> None:
-    """Rows of small codes (exact-safe) next to rows of large ones (the loop), in one call."""
+@pytest.mark.parametrize("fmt", ["E2M1", "E3M0"])
+def test_outputs_mixed_between_fast_and_slow(accum: str, fmt: str) -> None:
+    """Rows of small codes (exact-safe by the row bound) next to rows of large ones (the loop), in one call."""
     rng = np.random.default_rng(3)
-    config = PEConfig.make("E2M1", "E2M1")
+    config = PEConfig.make(fmt, fmt)
     k = 1000
     a = rng.integers(0, 16, (8, k), dtype=np.uint8)
-    a[::2] &= 0x9  # even rows: codes 0, 1, 8, 9 (0 and +-0.5)
+    a[::2] &= 0x9  # even rows: codes 0, 1, 8, 9 (0 and the smallest subnormal, either sign)
+    a[1::4, ::3] &= 0x9  # some large rows with more small codes
     w = rng.integers(0, 16, (k, 5), dtype=np.uint8)
-    s = rng.integers(0, 4, k, dtype=np.uint8)
+    s = rng.integers(0, config.max_shift + 1, k, dtype=np.uint8)
     assert_same_as_previous_loop(a, w, s, config, accum)
 
 
@@ -93,3 +95,18 @@ def test_the_limit_follows_the_product_exponents() -> None:
     assert exact_limit(parse_accumulation("aligned_truncate:19"), *exponents, config.lsb_exponent) == 2**20 - 1
     assert exact_limit(parse_accumulation("aligned_truncate:35"), *exponents, config.lsb_exponent) == 2**24
     assert exact_limit(parse_accumulation("fp32_sequential"), *exponents, config.lsb_exponent) == 2**24
+
+
+def test_truncation_just_past_the_bound() -> None:
+    """E2M1, N = 13: 32 products of 36 put c at 2^10 > 2^(L+N); the next 32 one-LSB products (2^-5) vanish.
+
+    Sum of |products| = 36896 LSBs, within 3x of the bound 2^14 - 1: a looser bound would return the exact 1153.
+    """
+    config = PEConfig.make("E2M1", "E2M1")
+    a = np.array([[0x7] * 32 + [0x1] * 32, [0x1] * 64], np.uint8)  # 6.0 then 0.5; all 0.5 (within the bound)
+    w = a[:1].T.copy()
+    s = np.array([0] * 32 + [3] * 32, np.uint8)
+    assert gemm(a, w, s, "E2M1", "E2M1")[:, 0].tolist() == [1153.0, 97.0]
+    result = gemm(a, w, s, "E2M1", "E2M1", accum="aligned_truncate:13")
+    assert result[:, 0].tolist() == [1152.0, 97.0]
+    np.testing.assert_array_equal(result.view(np.uint32), previous_loop(a, w, s, config, "aligned_truncate:13"))

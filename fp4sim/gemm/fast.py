@@ -223,11 +223,24 @@ def exact_limit(model: Accumulation, a_exponent: np.ndarray, w_exponent: np.ndar
 
 
 def _beyond(limit: int, a: np.ndarray, w: np.ndarray, s: np.ndarray, config: PEConfig) -> np.ndarray | None:
-    """(M, N) bool: outputs whose sum of |products| in LSBs exceeds `limit`; None when none does."""
-    if a.shape[1] * int(np.abs(operand_table(config.fmt_a)).max()) * int(np.abs(weight_table(config)).max()) <= limit:
-        return None  # K * max|A_int| * max|W_int| bounds every sum without reading the data
-    magnitude = exact_accumulators(_magnitude_codes(a, config.fmt_a), _magnitude_codes(w, config.fmt_w), s, config)
-    beyond = magnitude > limit
+    """(M, N) bool: outputs whose sum of |products| in LSBs exceeds `limit`; None when none does.
+
+    Three bounds, cheapest first: K max|A_int| max|W_int| from the tables; per row
+    ``sum_k |A_int[m, k]| max_n |W_int[k, n]|``; the exact magnitude GEMM for the rows the second leaves.
+    """
+    a_table = np.abs(operand_table(config.fmt_a))
+    w_table = np.abs(weight_table(config))
+    if a.shape[1] * int(a_table.max()) * int(w_table.max()) <= limit:
+        return None
+    w_peak = operand_matrix(w, w_table.astype(np.float64), s).max(axis=1)  # (K,) max_n |W_int[k, n]|
+    row_bound = operand_matrix(a, a_table[None, :].astype(np.float64), np.zeros(len(a), np.uint8)) @ w_peak
+    rows = np.flatnonzero(row_bound > limit)  # float64 holds these integer sums exactly (below 2^53)
+    if not rows.size:
+        return None
+    a_rows, w_all = _magnitude_codes(a[rows], config.fmt_a), _magnitude_codes(w, config.fmt_w)
+    magnitude = exact_accumulators(a_rows, w_all, s, config)
+    beyond = np.zeros((a.shape[0], w.shape[1]), dtype=bool)
+    beyond[rows] = magnitude > limit
     return beyond if beyond.any() else None
 
 
