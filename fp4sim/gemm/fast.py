@@ -196,16 +196,15 @@ def _study_model(a: np.ndarray, w: np.ndarray, s: np.ndarray, config: PEConfig, 
     else:
         result = np.empty((a.shape[0], w.shape[1]), dtype=np.float32)
         slow = np.ones(result.shape, dtype=bool)
-    rows, cols = np.nonzero(slow)
     if model.kind == "fp32_sequential":
         w_values = config.fmt_w.values().astype(np.float32)
         shifted = (w_values[w] * np.ldexp(np.float32(1), -s.astype(np.int32))[:, None]).astype(np.float32)
-        slow_rows = np.unique(rows)  # the loop does whole rows
-        a_values = config.fmt_a.values().astype(np.float32)[a[slow_rows]]
-        result[slow_rows] = np.where(slow[slow_rows], fp32_sequential_gemm(a_values, shifted), result[slow_rows])
+        rows = np.flatnonzero(slow.any(axis=1))  # the loop does whole rows
+        a_values = config.fmt_a.values().astype(np.float32)[a[rows]]
+        result[rows] = np.where(slow[rows], fp32_sequential_gemm(a_values, shifted), result[rows])
         return result
-    args = (a_exponent, w_exponent, config.lsb_exponent, model.frac_bits, group, rows, cols)
-    result[rows, cols] = aligned_truncate_outputs(product_table(config), s, a, w, *args).view(np.float32)
+    args = (a_exponent, w_exponent, config.lsb_exponent, model.frac_bits, group, slow, result.view(np.uint32))
+    aligned_truncate_outputs(product_table(config), s, a, w, *args)
     return result
 
 

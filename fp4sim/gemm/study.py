@@ -103,10 +103,10 @@ def aligned_truncate_outputs(
     lsb_exponent: int,
     frac_bits: int,
     group: int,
-    rows: np.ndarray,
-    cols: np.ndarray,
-) -> np.ndarray:
-    """FP32 bits of outputs (rows[i], cols[i]) under aligned_truncate, (len(rows),) uint32 (spec 2.6, 4.3).
+    selected: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Write the FP32 bits of every output with `selected[m, n]` into (M, N) uint32 `out` (spec 2.6, 4.3).
 
     Each group goes through :func:`aligned_sum`, except when no term can lose a
     bit: every product's exponent and c's are at most ``lsb_exponent + frac_bits``
@@ -115,35 +115,36 @@ def aligned_truncate_outputs(
     group is one exact integer sum truncated to FP32 (spec 4.3).
     """
     products_fit = a_exponent.max() + w_exponent.max() <= lsb_exponent + frac_bits
-    k_size = a_codes.shape[1]
-    result = np.empty(rows.size, dtype=np.uint32)
-    for i in numba.prange(rows.size):
-        m, n = rows[i], cols[i]
+    m_size, k_size = a_codes.shape
+    for m in numba.prange(m_size):
         term = np.empty(group, dtype=np.int64)
         exponent = np.empty(group, dtype=np.int64)
         lsb = np.full(group, lsb_exponent, dtype=np.int64)  # every product shares the accumulator's LSB
-        c_bits = np.int64(0)
-        for start in range(0, k_size, group):
-            count = min(group, k_size - start)
-            total = np.int64(0)
-            for j in range(count):
-                k = start + j
-                term[j] = products[shifts[k], a_codes[m, k], w_codes[k, n]]
-                total += term[j]
-            c_sig, c_lsb = float32_parts(c_bits)
-            if products_fit and (c_sig == 0 or c_lsb + 23 <= lsb_exponent + frac_bits):
-                # c is a multiple of the LSB (every earlier group kept whole multiples of it).
-                c_int = c_sig << (c_lsb - lsb_exponent) if c_lsb >= lsb_exponent else c_sig >> (lsb_exponent - c_lsb)
-                bits = fp4_round_to_float(total + c_int, lsb_exponent, 8, 23, True)
-                c_bits = 0 if bits == NEGATIVE_ZERO else bits
+        for n in range(w_codes.shape[1]):
+            if not selected[m, n]:
                 continue
-            for j in range(count):
-                k = start + j
-                a, w, s = a_codes[m, k], w_codes[k, n], shifts[k]
-                exponent[j] = a_exponent[a] + w_exponent[w] - s if term[j] else NO_EXPONENT
-            c_bits = aligned_sum(c_bits, term[:count], lsb[:count], exponent[:count], frac_bits, NO_EXPONENT)
-        result[i] = c_bits
-    return result
+            c_bits = np.int64(0)
+            for start in range(0, k_size, group):
+                count = min(group, k_size - start)
+                total = np.int64(0)
+                for j in range(count):
+                    k = start + j
+                    term[j] = products[shifts[k], a_codes[m, k], w_codes[k, n]]
+                    total += term[j]
+                c_sig, c_lsb = float32_parts(c_bits)
+                if products_fit and (c_sig == 0 or c_lsb + 23 <= lsb_exponent + frac_bits):
+                    # c is a multiple of the LSB (every earlier group kept whole multiples of it).
+                    shift = c_lsb - lsb_exponent
+                    c_int = c_sig << shift if shift >= 0 else c_sig >> -shift
+                    bits = fp4_round_to_float(total + c_int, lsb_exponent, 8, 23, True)
+                    c_bits = 0 if bits == NEGATIVE_ZERO else bits
+                    continue
+                for j in range(count):
+                    k = start + j
+                    a, w, s = a_codes[m, k], w_codes[k, n], shifts[k]
+                    exponent[j] = a_exponent[a] + w_exponent[w] - s if term[j] else NO_EXPONENT
+                c_bits = aligned_sum(c_bits, term[:count], lsb[:count], exponent[:count], frac_bits, NO_EXPONENT)
+            out[m, n] = c_bits
 
 
 @numba.njit(cache=True)
