@@ -225,15 +225,14 @@ def _beyond(limit: int, a: np.ndarray, w: np.ndarray, s: np.ndarray, config: PEC
     """(M, N) bool: outputs whose sum of |products| in LSBs exceeds `limit`; None when none does.
 
     Three bounds, cheapest first: K max|A_int| max|W_int| from the tables; per row
-    ``sum_k |A_int[m, k]| max_n |W_int[k, n]|``; the exact magnitude GEMM for the rows the second leaves.
+    ``sum_k |A_int[m, k]| max_n |W_int[k, n]|`` in int64; the exact magnitude GEMM for the rows it leaves.
     """
     a_table = np.abs(operand_table(config.fmt_a))
     w_table = np.abs(weight_table(config))
     if a.shape[1] * int(a_table.max()) * int(w_table.max()) <= limit:
         return None
-    w_peak = operand_matrix(w, w_table.astype(np.float64), s).max(axis=1)  # (K,) max_n |W_int[k, n]|
-    row_bound = operand_matrix(a, a_table[None, :].astype(np.float64), np.zeros(len(a), np.uint8)) @ w_peak
-    rows = np.flatnonzero(row_bound > limit)  # float64 holds these integer sums exactly (below 2^53)
+    w_peak = operand_matrix(w, w_table, s).max(axis=1)  # (K,) max_n |W_int[k, n]|
+    rows = np.flatnonzero(_row_bounds(a, a_table, w_peak) > limit)
     if not rows.size:
         return None
     a_rows, w_all = _magnitude_codes(a[rows], config.fmt_a), _magnitude_codes(w, config.fmt_w)
@@ -241,6 +240,18 @@ def _beyond(limit: int, a: np.ndarray, w: np.ndarray, s: np.ndarray, config: PEC
     beyond = np.zeros((a.shape[0], w.shape[1]), dtype=bool)
     beyond[rows] = magnitude > limit
     return beyond if beyond.any() else None
+
+
+@numba.njit(cache=True, parallel=True)
+def _row_bounds(codes: np.ndarray, table: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """(M,) int64: sum_k table[codes[m, k]] * peaks[k]; each term is at most P_max (spec 2.2), so no overflow."""
+    result = np.empty(codes.shape[0], dtype=np.int64)
+    for m in numba.prange(codes.shape[0]):
+        total = np.int64(0)
+        for k in range(codes.shape[1]):
+            total += table[codes[m, k]] * peaks[k]
+        result[m] = total
+    return result
 
 
 def _magnitude_codes(codes: np.ndarray, fmt: Format) -> np.ndarray:
