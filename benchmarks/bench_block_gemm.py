@@ -2,7 +2,7 @@
 
     python benchmarks/bench_block_gemm.py [--m 2048] [--k 688] [--n 256] [--repeats 3]
 
-The reference, timed in the same run, is what the torch path of a quantized
+The reference, timed right before each row, is what the torch path of a quantized
 layer does: a float64 torch.matmul of the block-dequantized operands, rounded
 to float32 and scaled. Exact mode is checked bit-identical to it first (the
 operands are LLM-like: normal values, a few outlier channels). Prints a
@@ -48,8 +48,8 @@ def main() -> None:
     for name in ("mxfp4", "nvfp4"):
         a, w = block_quantize(x, name), block_quantize(weight, name)
         assert np.array_equal(block_gemm(a, w).view(np.uint32), torch_path(a, w).view(np.uint32))
-        reference = best_time(lambda a=a, w=w: torch_path(a, w), args.repeats)
         for model in MODELS:
+            reference = best_time(lambda a=a, w=w: torch_path(a, w), args.repeats)  # right before: load drifts
             seconds = best_time(lambda a=a, w=w, model=model: block_gemm(a, w, accum=model), args.repeats)
             print(
                 f"| {name} | {model} | {seconds:.3f} | {reference:.3f} | {seconds / reference:.1f}x "

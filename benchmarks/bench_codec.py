@@ -6,7 +6,11 @@ Prints one markdown table: best-of-N time for each side on 1 thread and on
 all threads, elements per second, and the speed-up over ml_dtypes (which is
 single-threaded). Rows marked ``out=`` write into a preallocated array, so
 they leave out the page faults of a fresh result that every row else pays.
-Both sides' outputs are checked bit-identical first.
+The last row times ``np.ones`` of the decoded size on one thread: the first
+touch of a fresh float32 result (page faults, the kernel zeroing each page)
+and one write, which any decode returning a fresh array pays; ml_dtypes'
+time over it is the ceiling for such a decode's speed-up. Both sides'
+outputs are checked bit-identical first.
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ def main() -> None:
         rows.append(("encode, out=", threads, t_enc_out, t_ref_enc))
         rows.append(("decode", threads, t_dec, t_ref_dec))
         rows.append(("decode, out=", threads, t_dec_out, t_ref_dec))
+    numba.set_num_threads(1)
+    t_touch = best_time(lambda: np.ones(x.shape, dtype=np.float32), args.repeats)
+    rows.append(("fresh float32 array: np.ones (the floor)", 1, t_touch, t_ref_dec))
     numba.set_num_threads(all_threads)
 
     print(f"{args.n:,} float32 elements, {args.format}, best of {args.repeats}")

@@ -146,6 +146,16 @@ def test_decode_checks_codes():
         fp4sim.decode(np.array([1, 31, 3], np.uint8), "E2M1")
 
 
+def test_decode_with_bad_codes_leaves_out_untouched():
+    """Every bad code is counted (the parallel size too) and `out` keeps what it held."""
+    codes = np.zeros(1 << 17, np.uint8)
+    codes[[5, 70_000, -1]] = [16, 200, 255]
+    out = np.full(codes.shape, 7.0, np.float32)
+    with pytest.raises(ValueError, match=r"3 value\(s\) outside the 4-bit format.*first: 16 at index \(5,\)"):
+        fp4sim.decode(codes, "E2M1", out=out)
+    assert (out == 7.0).all()
+
+
 def test_rounding_arguments_are_checked():
     x = np.ones(2, np.float32)
     with pytest.raises(ValueError, match="rounding must be one of"):

@@ -4,7 +4,8 @@ Exact mode turns codes into integers at the accumulator's LSB (spec 2.1) and
 multiplies them with BLAS in floating point, which is exact while every partial
 sum stays below 2^24 (float32) or 2^53 (float64). In between, the weights are
 split by exponent into two float32-exact pieces; past 2^53, K is split and the
-pieces are added in int64 (spec 4.2). The study models run in Numba.
+pieces are added in int64 (spec 4.2). The study models reuse the exact result
+wherever spec 4.3 proves it equal and loop in Numba over the other outputs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..hw.fp4_round_to_float import FP32, OutputFormat, accumulators_to_float, f
 from .study import (
     ALIGNED_GROUP_DEFAULT,
     Accumulation,
-    aligned_truncate_gemm,
+    aligned_truncate_outputs,
     check_aligned_width,
     exponent_table,
     fp32_sequential_gemm,
@@ -181,25 +182,81 @@ def operand_matrix(codes: np.ndarray, tables: np.ndarray, row_table: np.ndarray)
 
 
 def _study_model(a: np.ndarray, w: np.ndarray, s: np.ndarray, config: PEConfig, model: Accumulation) -> np.ndarray:
-    """FP32 results of a non-exact accumulation model."""
-    a_values = config.fmt_a.values().astype(np.float32)
-    w_values = config.fmt_w.values().astype(np.float32)
+    """FP32 results of a non-exact accumulation model: the exact GEMM where spec 4.3 proves it equal, else loops."""
+    group = model.group or ALIGNED_GROUP_DEFAULT
+    if model.kind == "aligned_truncate":
+        check_aligned_width(model, PRODUCT_SIGNIFICAND_BITS, group)
+    a_exponent, w_exponent = exponent_table(config.fmt_a.values()), exponent_table(config.fmt_w.values())
+    limit = exact_limit(model, a_exponent, w_exponent, config.lsb_exponent)
+    if limit:
+        result = _accumulators_to_fp32(exact_accumulators(a, w, s, config), config.lsb_exponent)
+        slow = _beyond(limit, a, w, s, config)
+        if slow is None:
+            return result
+    else:
+        result = np.empty((a.shape[0], w.shape[1]), dtype=np.float32)
+        slow = np.ones(result.shape, dtype=bool)
     if model.kind == "fp32_sequential":
-        shifted = w_values[w] * np.ldexp(np.float32(1), -s.astype(np.int32))[:, None]
-        return fp32_sequential_gemm(a_values[a], shifted.astype(np.float32))
-    check_aligned_width(model, PRODUCT_SIGNIFICAND_BITS, model.group or ALIGNED_GROUP_DEFAULT)
-    bits = aligned_truncate_gemm(
-        product_table(config),
-        s,
-        a,
-        w,
-        exponent_table(config.fmt_a.values()),
-        exponent_table(config.fmt_w.values()),
-        config.lsb_exponent,
-        model.frac_bits,
-        model.group or ALIGNED_GROUP_DEFAULT,
-    )
-    return bits.view(np.float32)
+        w_values = config.fmt_w.values().astype(np.float32)
+        shifted = (w_values[w] * np.ldexp(np.float32(1), -s.astype(np.int32))[:, None]).astype(np.float32)
+        rows = np.flatnonzero(slow.any(axis=1))  # the loop does whole rows
+        a_values = config.fmt_a.values().astype(np.float32)[a[rows]]
+        result[rows] = np.where(slow[rows], fp32_sequential_gemm(a_values, shifted), result[rows])
+        return result
+    args = (a_exponent, w_exponent, config.lsb_exponent, model.frac_bits, group, slow, result.view(np.uint32))
+    aligned_truncate_outputs(product_table(config), s, a, w, *args)
+    return result
+
+
+def exact_limit(model: Accumulation, a_exponent: np.ndarray, w_exponent: np.ndarray, lsb_exponent: int) -> int:
+    """The largest sum of |products| (in LSBs) for which `model` gives the exact sum's FP32 bits (spec 4.3).
+
+    0 when no sum qualifies: aligned_truncate with products whose exponent
+    lies above ``LSB * 2^N`` (they can truncate each other).
+    """
+    if model.kind == "fp32_sequential":
+        return FLOAT32_EXACT
+    if int(a_exponent.max()) + int(w_exponent.max()) > lsb_exponent + model.frac_bits:
+        return 0
+    return min((2 << model.frac_bits) - 1, FLOAT32_EXACT)
+
+
+def _beyond(limit: int, a: np.ndarray, w: np.ndarray, s: np.ndarray, config: PEConfig) -> np.ndarray | None:
+    """(M, N) bool: outputs whose sum of |products| in LSBs exceeds `limit`; None when none does.
+
+    Three bounds, cheapest first: K max|A_int| max|W_int| from the tables; per row
+    ``sum_k |A_int[m, k]| max_n |W_int[k, n]|`` in int64; the exact magnitude GEMM for the rows it leaves.
+    """
+    a_table = np.abs(operand_table(config.fmt_a))
+    w_table = np.abs(weight_table(config))
+    if a.shape[1] * int(a_table.max()) * int(w_table.max()) <= limit:
+        return None
+    w_peak = operand_matrix(w, w_table, s).max(axis=1)  # (K,) max_n |W_int[k, n]|
+    rows = np.flatnonzero(_row_bounds(a, a_table, w_peak) > limit)
+    if not rows.size:
+        return None
+    a_rows, w_all = _magnitude_codes(a[rows], config.fmt_a), _magnitude_codes(w, config.fmt_w)
+    magnitude = exact_accumulators(a_rows, w_all, s, config)
+    beyond = np.zeros((a.shape[0], w.shape[1]), dtype=bool)
+    beyond[rows] = magnitude > limit
+    return beyond if beyond.any() else None
+
+
+@numba.njit(cache=True, parallel=True)
+def _row_bounds(codes: np.ndarray, table: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """(M,) int64: sum_k table[codes[m, k]] * peaks[k]; each term is at most P_max (spec 2.2), so no overflow."""
+    result = np.empty(codes.shape[0], dtype=np.int64)
+    for m in numba.prange(codes.shape[0]):
+        total = np.int64(0)
+        for k in range(codes.shape[1]):
+            total += table[codes[m, k]] * peaks[k]
+        result[m] = total
+    return result
+
+
+def _magnitude_codes(codes: np.ndarray, fmt: Format) -> np.ndarray:
+    """The codes of |value|: the sign bit cleared."""
+    return codes & np.uint8(0xFF ^ fmt.sign_mask)
 
 
 def _output_scale(scale: Any, n: int) -> np.ndarray | None:

@@ -23,8 +23,8 @@ from ..hw.fp4_round_to_float import float32_parts, fp4_round_to_float
 
 ALIGNED_GROUP_DEFAULT = 32  # products per fused group: the K of one m16n8k32 FP8/FP4 MMA instruction
 _ALIGNED_RE = re.compile(r"^aligned_truncate:(\d+)(?::(\d+))?$")
-_NO_EXPONENT = -(1 << 20)  # exponent of a zero term: below every real one
-_NEGATIVE_ZERO = 0x80000000
+NO_EXPONENT = -(1 << 20)  # exponent of a zero term: below every real one
+NEGATIVE_ZERO = 0x80000000
 
 
 class Accumulation(NamedTuple):
@@ -93,7 +93,7 @@ def fp32_sequential_gemm(a_values: np.ndarray, w_values: np.ndarray) -> np.ndarr
 
 
 @numba.njit(cache=True, parallel=True)
-def aligned_truncate_gemm(
+def aligned_truncate_outputs(
     products: np.ndarray,
     shifts: np.ndarray,
     a_codes: np.ndarray,
@@ -103,28 +103,48 @@ def aligned_truncate_gemm(
     lsb_exponent: int,
     frac_bits: int,
     group: int,
-) -> np.ndarray:
-    """FP32 bits of every output under aligned_truncate (see :func:`aligned_sum`)."""
+    selected: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Write the FP32 bits of every output with `selected[m, n]` into (M, N) uint32 `out` (spec 2.6, 4.3).
+
+    Each group goes through :func:`aligned_sum`, except when no term can lose a
+    bit: every product's exponent and c's are at most ``lsb_exponent + frac_bits``
+    (``products_fit`` says the first holds for every product of the formats).
+    Every term is a multiple of the LSB, so then nothing is truncated and the
+    group is one exact integer sum truncated to FP32 (spec 4.3).
+    """
+    products_fit = a_exponent.max() + w_exponent.max() <= lsb_exponent + frac_bits
     m_size, k_size = a_codes.shape
-    n_size = w_codes.shape[1]
-    result = np.zeros((m_size, n_size), dtype=np.uint32)
-    term = np.empty((m_size, group), dtype=np.int64)
-    exponent = np.empty((m_size, group), dtype=np.int64)
-    lsb = np.full(group, lsb_exponent, dtype=np.int64)  # every product shares the accumulator's LSB
     for m in numba.prange(m_size):
-        for n in range(n_size):
+        term = np.empty(group, dtype=np.int64)
+        exponent = np.empty(group, dtype=np.int64)
+        lsb = np.full(group, lsb_exponent, dtype=np.int64)  # every product shares the accumulator's LSB
+        for n in range(w_codes.shape[1]):
+            if not selected[m, n]:
+                continue
             c_bits = np.int64(0)
             for start in range(0, k_size, group):
-                stop = min(start + group, k_size)
-                for i in range(stop - start):
-                    k = start + i
+                count = min(group, k_size - start)
+                total = np.int64(0)
+                for j in range(count):
+                    k = start + j
+                    term[j] = products[shifts[k], a_codes[m, k], w_codes[k, n]]
+                    total += term[j]
+                c_sig, c_lsb = float32_parts(c_bits)
+                if products_fit and (c_sig == 0 or c_lsb + 23 <= lsb_exponent + frac_bits):
+                    # c is a multiple of the LSB (every earlier group kept whole multiples of it).
+                    shift = c_lsb - lsb_exponent
+                    c_int = c_sig << shift if shift >= 0 else c_sig >> -shift
+                    bits = fp4_round_to_float(total + c_int, lsb_exponent, 8, 23, True)
+                    c_bits = 0 if bits == NEGATIVE_ZERO else bits
+                    continue
+                for j in range(count):
+                    k = start + j
                     a, w, s = a_codes[m, k], w_codes[k, n], shifts[k]
-                    term[m, i] = products[s, a, w]
-                    exponent[m, i] = a_exponent[a] + w_exponent[w] - s if term[m, i] else _NO_EXPONENT
-                count = stop - start
-                c_bits = aligned_sum(c_bits, term[m, :count], lsb[:count], exponent[m, :count], frac_bits, _NO_EXPONENT)
-            result[m, n] = c_bits
-    return result
+                    exponent[j] = a_exponent[a] + w_exponent[w] - s if term[j] else NO_EXPONENT
+                c_bits = aligned_sum(c_bits, term[:count], lsb[:count], exponent[:count], frac_bits, NO_EXPONENT)
+            out[m, n] = c_bits
 
 
 @numba.njit(cache=True)
@@ -138,7 +158,7 @@ def aligned_sum(
     its significand lies in [1, 4)). Every term keeps `frac_bits` bits below the
     largest exponent, truncated toward zero; the exact sum is truncated to FP32.
     A zero c takes part in the maximum with `zero_c_exponent` (-126 in the
-    block-scaled datapath; _NO_EXPONENT to leave it out).
+    block-scaled datapath; NO_EXPONENT to leave it out).
     """
     c_sig, c_lsb = float32_parts(c_bits)
     top = zero_c_exponent
@@ -146,13 +166,13 @@ def aligned_sum(
         top = c_lsb + 23  # FP32 exponent; a subnormal sits at -126 with significand < 1
     for i in range(values.size):
         top = max(top, exponents[i])
-    if top == _NO_EXPONENT:
+    if top == NO_EXPONENT:
         return c_bits  # every term is zero
     total = _truncate_to(c_sig, c_lsb + frac_bits - top)
     for i in range(values.size):
         total += _truncate_to(values[i], lsbs[i] + frac_bits - top)
     bits = fp4_round_to_float(total, top - frac_bits, 8, 23, True)
-    return 0 if bits == _NEGATIVE_ZERO else bits  # truncation leaves an integer 0: +0 (MMA-Sim's math.trunc)
+    return 0 if bits == NEGATIVE_ZERO else bits  # truncation leaves an integer 0: +0 (MMA-Sim's math.trunc)
 
 
 @numba.njit(cache=True, inline="always")
@@ -170,4 +190,4 @@ def exponent_table(values: np.ndarray) -> np.ndarray:
     """floor(log2 |value|) for every code's value (a subnormal operand is normalised, as in MMA-Sim)."""
     magnitudes = np.abs(values)
     _, exponents = np.frexp(np.where(magnitudes > 0, magnitudes, 1.0))
-    return np.where(magnitudes > 0, exponents - 1, _NO_EXPONENT).astype(np.int64)
+    return np.where(magnitudes > 0, exponents - 1, NO_EXPONENT).astype(np.int64)
