@@ -335,7 +335,8 @@ def test_scale_rules_reach_both_layer_paths(method: str, rule: str | None, block
     x = edge_rows(generator)
     for row in x if fmt.tensor_scale else x[None]:  # NVFP4: a tensor scale per row, from its own amax
         row = row.reshape(-1, x.shape[1])
-        scale = nvfp4_tensor_scale(float(row.abs().max()), rule) if fmt.tensor_scale else np.float32(1)
+        tensor_range = 1536 if rule == "4over6" else 2688  # NVFP4: amax to 6 * 256 or 6 * 448, down to 2^-140
+        scale = np.float32(max(float(row.abs().max()) / tensor_range, 2.0**-140) if fmt.tensor_scale else 1)
         values, scales = fake_quantize_blocks(row, fmt, scale, rule)
         codec = block_quantize(row.numpy(), fmt, tensor_scale=scale if fmt.tensor_scale else None, scale_rule=rule)
         expected = block_dequantize(codec, include_tensor_scale=False)
@@ -354,6 +355,24 @@ def test_scale_rules_reach_both_layer_paths(method: str, rule: str | None, block
     default_scale = float(nvfp4_tensor_scale(float(inputs.abs().max()))) if fmt.tensor_scale else 1.0
     default = fold_block_linear(weight, BlockLinearQuant(fmt, True, default_scale))
     assert not torch.equal(torch_path, forward_torch(default, inputs, weight_operand(default)))  # the rule acts
+
+
+def test_exports_from_before_the_nvfp4_rules_still_load(block_export, tmp_path: Path) -> None:
+    """Until the NVFP4 rules, every block layer recorded input_scale_rule "floor" (weight-only and NVFP4 layers too)
+    and quant_config.scale_rule "floor" for every method: NVFP4 layers read it as their default, static_6."""
+    method, out = block_export
+
+    def old(metadata: dict) -> None:
+        metadata["quant_config"]["scale_rule"] = "floor"
+        metadata["quant_config"].pop("block_2d")
+        for entry in metadata["modules"].values():
+            if entry["kind"] == "block_linear":
+                entry["input_scale_rule"] = "floor"
+                del entry["weight_scale_rule"], entry["weight_block_2d"]
+
+    model, _, _ = load_export(broken_copy(out, tmp_path / "old", None, old))
+    layer = model.get_submodule("model.layers.0.mlp.up_proj").layer
+    assert layer.input_scale_rule == {"mxfp4": "floor", "nvfp4": "static_6"}[method]
 
 
 def test_cli_quantize_with_a_scale_rule_exports_and_reloads_it(checkpoint: Path, tmp_path: Path, capsys) -> None:
@@ -386,4 +405,4 @@ def test_cli_quantize_with_a_scale_rule_exports_and_reloads_it(checkpoint: Path,
     layer = load_export(out)[0].get_submodule("model.layers.0.mlp.up_proj").layer
     expected = block_quantize(original.detach().numpy(), "nvfp4", scale_rule="4over6", block_2d=True)
     assert np.array_equal(layer.weight.scales, expected.scales) and layer.input_scale_rule == "4over6"
-    assert layer.weight.tensor_scale == nvfp4_tensor_scale(float(original.abs().max()), "4over6")
+    assert layer.weight.tensor_scale == nvfp4_tensor_scale(float(original.detach().abs().max()), "4over6")

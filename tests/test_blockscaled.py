@@ -99,25 +99,31 @@ def test_nvfp4_property_matches_reference(x, tensor_scale):
 @given(
     arrays(np.float32, (2, 24), elements=st.floats(-(2.0**13), 2.0**13, width=32, allow_subnormal=True)),
     st.floats(2.0**-20, 8.0, width=32),
+    st.sampled_from(["static_6", "4over6"]),
 )
-def test_nvfp4_fake_quantize_matches_reference(x, tensor_scale):
-    values, scales = nvfp4_fake_quantize(x, tensor_scale)
+def test_nvfp4_fake_quantize_matches_reference(x, tensor_scale, rule):
+    values, scales = nvfp4_fake_quantize(x, tensor_scale, rule)
     s_t = Fraction(float(np.float32(tensor_scale)))
+    pick = ref.nv_four_over_six if rule == "4over6" else ref.nv_block
     for r, row in enumerate(x):
         for b, start in enumerate(range(0, row.size, 16)):
-            scale, elements = ref.nv_block([Fraction(float(v)) for v in row[start : start + 16]], s_t)
+            scale, elements = pick([Fraction(float(v)) for v in row[start : start + 16]], s_t)
             assert Fraction(float(scales[r, b])) == scale, (r, b)
             assert [Fraction(float(v)) for v in values[r, start : start + 16]] == [e * scale for e in elements]
 
 
+@pytest.mark.parametrize("rule", ["static_6", "4over6"])
 @pytest.mark.parametrize("k", [7, 50, 2048])
-def test_nvfp4_fake_quantize_equals_quantize_then_dequantize_bit_for_bit(k):
-    """Every bit, the signs of zeros included, on the serial and the threaded kernel (64 x 2048 elements)."""
+def test_nvfp4_fake_quantize_equals_quantize_then_dequantize_bit_for_bit(k, rule):
+    """Every bit, the signs of zeros included, on the serial and the threaded kernel (64 x 2048 elements); under
+    4over6 with rows of exact ties (one value at the tensor's amax), which the kernel hands to the codec."""
     x = spread_blocks(k, 64, k, span=12)
     x[1, : min(k, 5)] = -0.0
-    for tensor_scale in (float(nvfp4_tensor_scale(np.abs(x).max())), 2.0**-140, 0.37):
-        values, scales = nvfp4_fake_quantize(x, tensor_scale)
-        t = block_quantize(x, "nvfp4", tensor_scale=tensor_scale)
+    x[2:4] = 0
+    x[2:4, 0] = np.abs(x).max()
+    for tensor_scale in (float(nvfp4_tensor_scale(np.abs(x).max(), rule)), 2.0**-140, 0.37):
+        values, scales = nvfp4_fake_quantize(x, tensor_scale, rule)
+        t = block_quantize(x, "nvfp4", tensor_scale=tensor_scale, scale_rule=rule)
         expected = block_dequantize(t, include_tensor_scale=False)
         assert np.array_equal(values.view(np.uint32), expected.view(np.uint32))
         assert np.array_equal(scales.view(np.uint32), decode(t.scales, NVFP4.scale).astype(np.float32).view(np.uint32))

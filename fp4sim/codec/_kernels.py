@@ -381,3 +381,62 @@ def nvfp4_fake_quant_kernel(parallel: bool):
         return n_bad
 
     return numba.njit(nogil=True, parallel=parallel, fastmath=False)(loop)
+
+
+@cache
+def nvfp4_four_over_six_kernel(parallel: bool):
+    """nvfp4_fake_quant_kernel under Four Over Six (docs/spec.md 7.3): per block both candidates, S_c = E4M3(amax /
+    (c s_t)) for c = 4 and 6 with elements E2M1(x / (S_c s_t)), and the one with the smaller squared error, judged
+    by the float64 D = (s_t S_4^2 Q_4 - 2 S_4 C_4) - (s_t S_6^2 Q_6 - 2 S_6 C_6) where |D| > `certain` times its
+    terms' magnitudes (the codec's rule); equal candidates keep 6. Every other block is written with the 6
+    candidate and marked in `unsure` (rows, blocks) for the caller's exact comparison. Returns the count of
+    non-finite inputs."""
+
+    def loop(x, s_t, block, scale_grid, element_grid, certain, out, scales, unsure):
+        n_bad = 0
+        k = x.shape[1]
+        element_max = element_grid[3]
+        for r in numba.prange(x.shape[0]):
+            for b in range(scales.shape[1]):
+                lo, hi = b * block, min(b * block + block, k)
+                amax = np.float32(0)
+                for c in range(lo, hi):
+                    magnitude = abs(x[r, c])
+                    n_bad += not np.isfinite(magnitude)
+                    amax = max(amax, magnitude)
+                four = _round_to_grid64(np.float64(amax) / (4.0 * s_t), scale_grid)
+                six = _round_to_grid64(np.float64(amax) / (element_max * s_t), scale_grid)
+                pick = six
+                if four != six:
+                    terms = np.zeros(2)
+                    sizes = np.zeros(2)
+                    for i in range(2):
+                        scale = four if i == 0 else six
+                        divisor = scale * s_t
+                        if divisor == 0:
+                            continue
+                        square, cross, size = 0.0, 0.0, 0.0
+                        for c in range(lo, hi):
+                            q = math.copysign(_round_to_grid64(abs(np.float64(x[r, c])) / divisor, element_grid), x[r, c])
+                            square += q * q
+                            cross += q * np.float64(x[r, c])
+                            size += abs(q * np.float64(x[r, c]))
+                        energy = s_t * (scale * scale) * square
+                        terms[i] = energy - 2.0 * scale * cross
+                        sizes[i] = energy + 2.0 * scale * size
+                    difference = terms[0] - terms[1]
+                    if abs(difference) <= certain * (sizes[0] + sizes[1]):
+                        unsure[r, b] = True
+                    elif difference < 0:
+                        pick = four
+                scales[r, b] = np.float32(pick)
+                divisor = pick * s_t
+                nonzero = divisor > 0
+                safe = divisor if nonzero else 1.0
+                for c in range(lo, hi):
+                    element = _round_to_grid64(abs(np.float64(x[r, c])) / safe, element_grid)
+                    value = math.copysign(element, x[r, c]) * pick
+                    out[r, c] = np.float32(value) if nonzero else np.float32(0)
+        return n_bad
+
+    return numba.njit(nogil=True, parallel=parallel, fastmath=False)(loop)

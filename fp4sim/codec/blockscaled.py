@@ -234,24 +234,38 @@ def block_dequantize(t: BlockTensor, *, include_tensor_scale: bool = True) -> np
     return scaled.reshape(*t.shape[:-1], scaled.shape[-2] * t.fmt.block_size)[..., :k]
 
 
-def nvfp4_fake_quantize(x: Any, tensor_scale: float) -> tuple[np.ndarray, np.ndarray]:
+def nvfp4_fake_quantize(x: Any, tensor_scale: float, scale_rule: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``block_dequantize(t, include_tensor_scale=False)`` and the decoded block scales ``S_b`` of
-    ``t = block_quantize(x, "nvfp4", tensor_scale=tensor_scale)`` in one fused pass, never forming codes:
-    float32 (rows, K) and (rows, blocks) for float32 `x` (rows, K). Same bits as the two calls (spec 7.3);
-    the torch path's activations take it on the CPU. Raises ValueError on non-finite input or a tensor scale
-    that is not a finite float32 > 0.
+    ``t = block_quantize(x, "nvfp4", tensor_scale=tensor_scale, scale_rule=scale_rule)`` in one fused pass, never
+    forming codes: float32 (rows, K) and (rows, blocks) for float32 `x` (rows, K). Same bits as the two calls
+    (spec 7.3; under "4over6" the blocks whose float64 comparison is not certain are redone by the codec); the
+    torch path's activations take it on the CPU. Raises TypeError for another dtype or shape, ValueError on
+    non-finite input, a tensor scale that is not a finite float32 > 0 or a rule NVFP4 does not have.
     """
     values = to_numpy(x, "x")
     if values.dtype != np.float32 or values.ndim != 2:
         raise TypeError(f"x must be a float32 matrix (rows, K), got {values.dtype} of shape {values.shape}")
     values = np.ascontiguousarray(values)
+    rule = block_scale_rule(NVFP4, scale_rule)
     s_t = np.float64(_positive_float32(tensor_scale))
     out = np.empty_like(values)
     scales = np.empty((values.shape[0], NVFP4.blocks(values.shape[1])), np.float32)
-    kernel = kernels.nvfp4_fake_quant_kernel(values.size >= kernels.PARALLEL_MIN_SIZE)
+    parallel = values.size >= kernels.PARALLEL_MIN_SIZE
     grids = kernels.grid_params(NVFP4.scale), kernels.grid_params(ELEMENT)
-    if kernel(values, s_t, NVFP4.block_size, *grids, out, scales):
+    if rule == FOUR_OVER_SIX:
+        unsure = np.zeros(scales.shape, bool)
+        bad = kernels.nvfp4_four_over_six_kernel(parallel)(
+            values, s_t, NVFP4.block_size, *grids, _CERTAIN, out, scales, unsure
+        )
+    else:
+        bad = kernels.nvfp4_fake_quant_kernel(parallel)(values, s_t, NVFP4.block_size, *grids, out, scales)
+    if bad:
         raise ValueError("x has non-finite values; block formats encode finite input only")
+    if rule == FOUR_OVER_SIX and unsure.any():  # near-ties: the codec's exact comparison, on those rows
+        rows = np.nonzero(unsure.any(-1))[0]
+        exact = block_quantize(values[rows], NVFP4, tensor_scale=np.float32(s_t), scale_rule=rule)
+        out[rows] = block_dequantize(exact, include_tensor_scale=False)
+        scales[rows] = decode(exact.scales, NVFP4.scale)
     return out, scales
 
 

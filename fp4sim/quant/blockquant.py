@@ -242,16 +242,13 @@ def fake_quantize_blocks(
     """``block_dequantize(block_quantize(x, fmt, tensor_scale=..., scale_rule=...), include_tensor_scale=False)``
     for float32 `x` (rows, K) on x's device: the values ``value(q) * S_b`` (rows, K) and the block scales ``S_b``
     (rows, blocks). NVFP4 on the CPU takes the codec's fused kernel (nvfp4_fake_quantize) on a view of x (its
-    float64 quotients cost torch ops several times more there); NVFP4 under 4over6 takes the codec itself
+    float64 quotients cost torch ops several times more there), and so does NVFP4 under 4over6 on any device,
     through the CPU (its exact error comparison has no torch form); the rest takes fake_quantize_blocks_ops
     (the same bits)."""
-    if fmt.tensor_scale and block_scale_rule(fmt, scale_rule) == FOUR_OVER_SIX:
-        codec = block_quantize(x.detach().cpu(), fmt, tensor_scale=tensor_scale, scale_rule=scale_rule)
-        values = torch.from_numpy(block_dequantize(codec, include_tensor_scale=False))
-        return values.to(x.device), torch.from_numpy(decode_scales(codec)).to(x.device)
-    if fmt.tensor_scale and x.device.type == "cpu":
-        values, scales = nvfp4_fake_quantize(x.numpy(), tensor_scale)
-        return torch.from_numpy(values), torch.from_numpy(scales)
+    four_over_six = fmt.tensor_scale and block_scale_rule(fmt, scale_rule) == FOUR_OVER_SIX
+    if fmt.tensor_scale and (x.device.type == "cpu" or four_over_six):
+        values, scales = nvfp4_fake_quantize(x.detach().cpu().numpy(), tensor_scale, scale_rule)
+        return torch.from_numpy(values).to(x.device), torch.from_numpy(scales).to(x.device)
     return fake_quantize_blocks_ops(x, fmt, tensor_scale, scale_rule)
 
 
