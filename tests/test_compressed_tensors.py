@@ -67,7 +67,10 @@ def _fp4sim_weight(path: Path, weight: torch.Tensor):
     """fp4sim's block tensor of `weight` under the export's settings."""
     settings = EXPORTS[path.name]
     return block_quantize(
-        weight.detach(), settings["method"], scale_rule=settings.get("scale_rule"), block_2d=settings.get("block_2d", False)
+        weight.detach(),
+        settings["method"],
+        scale_rule=settings.get("scale_rule"),
+        block_2d=settings.get("block_2d", False),
     )
 
 

@@ -417,7 +417,9 @@ def nvfp4_four_over_six_kernel(parallel: bool):
                             continue
                         square, cross, size = 0.0, 0.0, 0.0
                         for c in range(lo, hi):
-                            q = math.copysign(_round_to_grid64(abs(np.float64(x[r, c])) / divisor, element_grid), x[r, c])
+                            q = math.copysign(
+                                _round_to_grid64(abs(np.float64(x[r, c])) / divisor, element_grid), x[r, c]
+                            )
                             square += q * q
                             cross += q * np.float64(x[r, c])
                             size += abs(q * np.float64(x[r, c]))
