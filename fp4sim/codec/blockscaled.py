@@ -252,13 +252,9 @@ def nvfp4_fake_quantize(x: Any, tensor_scale: float, scale_rule: str | None = No
     scales = np.empty((values.shape[0], NVFP4.blocks(values.shape[1])), np.float32)
     parallel = values.size >= kernels.PARALLEL_MIN_SIZE
     grids = kernels.grid_params(NVFP4.scale), kernels.grid_params(ELEMENT)
-    if rule == FOUR_OVER_SIX:
-        unsure = np.zeros(scales.shape, bool)
-        bad = kernels.nvfp4_four_over_six_kernel(parallel)(
-            values, s_t, NVFP4.block_size, *grids, _CERTAIN, out, scales, unsure
-        )
-    else:
-        bad = kernels.nvfp4_fake_quant_kernel(parallel)(values, s_t, NVFP4.block_size, *grids, out, scales)
+    unsure = np.zeros(scales.shape if rule == FOUR_OVER_SIX else (0, 0), bool)
+    kernel = kernels.nvfp4_fake_quant_kernel(parallel, rule == FOUR_OVER_SIX)
+    bad = kernel(values, s_t, NVFP4.block_size, *grids, _CERTAIN, out, scales, unsure)
     if bad:
         raise ValueError("x has non-finite values; block formats encode finite input only")
     if rule == FOUR_OVER_SIX and unsure.any():  # near-ties: the codec's exact comparison, on those rows
@@ -360,18 +356,13 @@ def _four_over_six_codes(
     the block (over its tile of `tile_rows` rows when 2-D) is strictly smaller; a tie keeps the 6 candidate."""
     four = _nvfp4_codes(values, amax, s_t, FOUR_OVER_SIX_TARGET)
     six = _nvfp4_codes(values, amax, s_t)
-    pick = _spread_tiles(_four_wins(values, four, six, s_t, tile_rows), amax.shape[0] if tile_rows > 1 else 0)
+    pick = _spread_tiles(_four_wins(values, (four, six), s_t, tile_rows), amax.shape[0] if tile_rows > 1 else 0)
     return np.where(pick, four[0], six[0]), np.where(pick[..., None], four[1], six[1])
 
 
-def _four_wins(
-    values: np.ndarray,
-    four: tuple[np.ndarray, np.ndarray],
-    six: tuple[np.ndarray, np.ndarray],
-    s_t: np.float32,
-    tile_rows: int,
-) -> np.ndarray:
-    """bool per block (per tile when tile_rows > 1): E4 < E6, where E = sum_i (value(q_i) S s_t - x_i)^2 exactly.
+def _four_wins(values: np.ndarray, candidates: tuple, s_t: np.float32, tile_rows: int) -> np.ndarray:
+    """bool per block (per tile when tile_rows > 1): E4 < E6 for `candidates` ((scales, codes) of the 4 and the 6
+    candidate), where E = sum_i (value(q_i) S s_t - x_i)^2 exactly.
 
     E4 - E6 has the sign of D = (s_t S4^2 Q4 - 2 S4 C4) - (s_t S6^2 Q6 - 2 S6 C6), Q = sum q^2, C = sum q x
     (the sum of x^2 cancels). D is formed in float64; its rounding error is below 2^-44.9 of T = the sum of
@@ -381,7 +372,7 @@ def _four_wins(
     x = values.astype(np.float64)
     s64 = np.float64(s_t)
     terms = []
-    for scales, codes in (four, six):
+    for scales, codes in candidates:
         scale = decode(scales, NVFP4.scale).astype(np.float64)
         q = decode(codes, ELEMENT).astype(np.float64)
         products = q * x
@@ -393,27 +384,21 @@ def _four_wins(
         terms.append((energy - 2 * scale * cross, energy + 2 * scale * size))
     (d4, t4), (d6, t6) = terms
     difference = d4 - d6
-    same = _tile_reduce((four[0] == six[0]) & (four[1] == six[1]).all(-1), tile_rows, np.logical_and)
+    (scales4, codes4), (scales6, codes6) = candidates
+    same = _tile_reduce((scales4 == scales6) & (codes4 == codes6).all(-1), tile_rows, np.logical_and)
     unsure = (np.abs(difference) <= _CERTAIN * (t4 + t6)) & ~same
     wins = (difference < 0) & ~same
     for index in zip(*np.nonzero(unsure), strict=True):
-        wins[index] = _four_wins_exactly(values, four, six, s_t, tile_rows, index)
+        wins[index] = _four_wins_exactly(values, candidates, s_t, tile_rows, index)
     return wins
 
 
-def _four_wins_exactly(
-    values: np.ndarray,
-    four: tuple[np.ndarray, np.ndarray],
-    six: tuple[np.ndarray, np.ndarray],
-    s_t: np.float32,
-    tile_rows: int,
-    index: tuple[int, ...],
-) -> bool:
+def _four_wins_exactly(values: np.ndarray, candidates: tuple, s_t: np.float32, tile_rows: int, index: tuple) -> bool:
     """E4 < E6 for one block or tile (its index in _four_wins' result), in exact fractions."""
     where = (slice(index[0] * tile_rows, (index[0] + 1) * tile_rows), index[1]) if tile_rows > 1 else index
     x = [Fraction(float(v)) for v in np.ravel(values[where])]
     errors = []
-    for scales, codes in (four, six):
+    for scales, codes in candidates:
         unit = Fraction(float(decode(np.ravel(scales[where])[:1], NVFP4.scale)[0])) * Fraction(float(s_t))
         q = decode(np.ravel(codes[where]), ELEMENT)
         errors.append(sum(((Fraction(float(v)) * unit - xi) ** 2 for v, xi in zip(q, x, strict=True)), Fraction(0)))
