@@ -56,7 +56,19 @@ def check_mx_against_oracle(x: np.ndarray, rule: str = "floor") -> None:
             assert element_values(t.codes[r, start : start + 32]) == elements, (r, b)
 
 
+def refuses_an_underflowing_tensor_scale(x: np.ndarray, tensor_scale: float | None, rule: str = "static_6") -> bool:
+    """Whether x's own tensor scale underflows FP32 (spec 7.3: refused); if so, checks that it is."""
+    amax = max((abs(Fraction(float(v))) for v in x.ravel()), default=Fraction(0))
+    if tensor_scale is not None or amax == 0 or ref.nv_tensor_scale(amax, rule) != 0:
+        return False
+    with pytest.raises(ValueError, match="too small for an FP32 NVFP4 tensor scale"):
+        block_quantize(x, "nvfp4", scale_rule=rule)
+    return True
+
+
 def check_nv_against_oracle(x: np.ndarray, tensor_scale: float | None = None) -> None:
+    if refuses_an_underflowing_tensor_scale(x, tensor_scale):
+        return
     t = block_quantize(x, "nvfp4", tensor_scale=tensor_scale)
     if tensor_scale is None:
         s_t = ref.nv_tensor_scale(max(abs(Fraction(float(v))) for v in x.ravel()))
@@ -359,8 +371,11 @@ def test_scale_rules_are_refused_where_they_do_not_apply():
 # ---- NVFP4's other scale rules (spec 7.3): Four Over Six, 16 x 16 tiles
 
 
-def check_nv_rule_against_oracle(x: np.ndarray, rule: str, tensor_scale: float | None = None) -> BlockTensor:
-    """block_quantize(x, "nvfp4", scale_rule=rule) block by block against the reference; returns the tensor."""
+def check_nv_rule_against_oracle(x: np.ndarray, rule: str, tensor_scale: float | None = None) -> BlockTensor | None:
+    """block_quantize(x, "nvfp4", scale_rule=rule) block by block against the reference; returns the tensor (None
+    where x's own tensor scale underflows, and is refused)."""
+    if refuses_an_underflowing_tensor_scale(x, tensor_scale, rule):
+        return None
     t = block_quantize(x, "nvfp4", tensor_scale=tensor_scale, scale_rule=rule)
     if tensor_scale is None:
         s_t = ref.nv_tensor_scale(max(abs(Fraction(float(v))) for v in x.ravel()), rule)
