@@ -8,11 +8,17 @@ exact mode, and on the simulator with NVIDIA's FP4 tensor-core accumulation
 for a whole split). Bits per weight element count every tensor the export
 stores for the quantized layers (codes, block or channel scales, shifts,
 tensor scales); activation bits are the format's. The MXFP4 rows under the
-other scale rules (spec 7.2) change only how each block's exponent is chosen.
+other scale rules (spec 7.2) change only how each block's exponent is chosen;
+the NVFP4 rows under 4over6 and 16 x 16 weight tiles (spec 7.3) only how each
+block's E4M3 scale is (the 16 x 16 scales are stored once per row, as 1 x 16
+ones, so the bits do not change).
 
     python benchmarks/block_formats.py --out docs/results/block_formats
     python benchmarks/block_formats.py --settings MXFP4 "MXFP4, ceil" "MXFP4, even" "MXFP4, rceil" \
         --torch-only --out docs/results/mx_scale_rules
+    python benchmarks/block_formats.py --settings NVFP4 "NVFP4, 4over6" "NVFP4, 16x16 weight tiles" \
+        "NVFP4, 4over6, 16x16 weight tiles" "NVFP4 weight-only" "NVFP4 weight-only, 4over6" \
+        "NVFP4 weight-only, 16x16 weight tiles" --torch-only --out docs/results/nvfp4_scale_rules
 """
 
 from __future__ import annotations
@@ -34,15 +40,20 @@ from fp4sim.quant.modules import set_backend
 from fp4sim.quant.quantize import quantize_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = {  # label: (method, bits, MXFP4 scale rule)
-    "LLM-FP4 (FPQ)": ("fpq", "4/4/4", "floor"),
-    "MXFP4": ("mxfp4", "4/4/4", "floor"),
-    "NVFP4": ("nvfp4", "4/4/4", "floor"),
-    "MXFP4 weight-only": ("mxfp4", "4/4/16", "floor"),
-    "NVFP4 weight-only": ("nvfp4", "4/4/16", "floor"),
-    "MXFP4, ceil": ("mxfp4", "4/4/4", "ceil"),
-    "MXFP4, even": ("mxfp4", "4/4/4", "even"),
-    "MXFP4, rceil": ("mxfp4", "4/4/4", "rceil"),
+SETTINGS = {  # label: (method, bits, block scale rule (None: the format's own), NVFP4 16 x 16 weight tiles)
+    "LLM-FP4 (FPQ)": ("fpq", "4/4/4", None, False),
+    "MXFP4": ("mxfp4", "4/4/4", None, False),
+    "NVFP4": ("nvfp4", "4/4/4", None, False),
+    "MXFP4 weight-only": ("mxfp4", "4/4/16", None, False),
+    "NVFP4 weight-only": ("nvfp4", "4/4/16", None, False),
+    "MXFP4, ceil": ("mxfp4", "4/4/4", "ceil", False),
+    "MXFP4, even": ("mxfp4", "4/4/4", "even", False),
+    "MXFP4, rceil": ("mxfp4", "4/4/4", "rceil", False),
+    "NVFP4, 4over6": ("nvfp4", "4/4/4", "4over6", False),
+    "NVFP4, 16x16 weight tiles": ("nvfp4", "4/4/4", None, True),
+    "NVFP4, 4over6, 16x16 weight tiles": ("nvfp4", "4/4/4", "4over6", True),
+    "NVFP4 weight-only, 4over6": ("nvfp4", "4/4/16", "4over6", False),
+    "NVFP4 weight-only, 16x16 weight tiles": ("nvfp4", "4/4/16", None, True),
 }
 NVIDIA_FP4_ACCUM = "aligned_truncate:35"
 
@@ -65,8 +76,8 @@ def main() -> None:
     print(rows[-1], flush=True)
     calib = Path(args.calib).read_text(encoding="utf-8")
     for label in args.settings:
-        method, bits, rule = SETTINGS[label]
-        config = QuantConfig(method=method, bits=bits, scale_rule=rule)
+        method, bits, rule, block_2d = SETTINGS[label]
+        config = QuantConfig(method=method, bits=bits, scale_rule=rule, block_2d=block_2d)
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             export = quantize_checkpoint(args.model, calib, config, Path(tmp) / "export", progress=False)

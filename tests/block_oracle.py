@@ -49,17 +49,50 @@ def mx_block(xs: list[Fraction], rule: str = "floor") -> tuple[int, list[Fractio
     return shared, [e2m1(x / TWO**shared) for x in xs]
 
 
-def nv_tensor_scale(amax: Fraction) -> Fraction:
-    """fp32(amax / 2688), or 1 for an all-zero tensor."""
-    return Fraction(1) if amax == 0 else Fraction(round_float(amax / 2688, "fp32"))
+def nv_tensor_scale(amax: Fraction, rule: str = "static_6") -> Fraction:
+    """fp32(amax / 2688) (4over6: fp32(amax / 1536), 1536 = 6 * 256), or 1 for an all-zero tensor."""
+    tensor_range = 1536 if rule == "4over6" else 2688
+    return Fraction(1) if amax == 0 else Fraction(round_float(amax / tensor_range, "fp32"))
 
 
-def nv_block(xs: list[Fraction], tensor_scale: Fraction) -> tuple[Fraction, list[Fraction]]:
-    """NVFP4: S = E4M3(amax / (6 s_t)); elements E2M1(x / (S s_t)), all zero when S is zero."""
-    scale = e4m3(max(abs(x) for x in xs) / (6 * tensor_scale))
+def nv_block(xs: list[Fraction], tensor_scale: Fraction, target: int = 6) -> tuple[Fraction, list[Fraction]]:
+    """NVFP4: S = E4M3(amax / (target s_t)) (target 6; 4over6's other candidate 4); elements E2M1(x / (S s_t)),
+    all zero when S is zero."""
+    scale = e4m3(max(abs(x) for x in xs) / (target * tensor_scale))
     if scale == 0:
         return scale, [Fraction(0)] * len(xs)
     return scale, [e2m1(x / (scale * tensor_scale)) for x in xs]
+
+
+def squared_error(xs: list[Fraction], scale: Fraction, elements: list[Fraction], tensor_scale: Fraction) -> Fraction:
+    """sum (q S s_t - x)^2, exactly."""
+    return sum(((q * scale * tensor_scale - x) ** 2 for q, x in zip(elements, xs, strict=True)), Fraction(0))
+
+
+def nv_four_over_six(xs: list[Fraction], tensor_scale: Fraction) -> tuple[Fraction, list[Fraction]]:
+    """Four Over Six on one block (or the elements of one 16 x 16 tile, in any order): the target-4 candidate if
+    its exact squared error is strictly below the target-6 candidate's, else the target-6 one."""
+    four, six = nv_block(xs, tensor_scale, 4), nv_block(xs, tensor_scale, 6)
+    better = squared_error(xs, *four, tensor_scale) < squared_error(xs, *six, tensor_scale)
+    return four if better else six
+
+
+def nv_tiles(rows: list[list[Fraction]], tensor_scale: Fraction, rule: str = "static_6") -> list[list[Fraction]]:
+    """NVFP4 with 16 x 16 tiles over a matrix (rows of Fractions): per tile (16 rows x 16 columns, fewer at the
+    edges) one scale from the tile's amax (4over6: the tile's squared error). Returns per row its blocks' scales
+    followed by its elements: [[S_0, S_1, ..., q_0, q_1, ...], ...]."""
+    n, k = len(rows), len(rows[0])
+    scales = [[Fraction(0)] * -(-k // 16) for _ in range(n)]
+    elements = [[Fraction(0)] * k for _ in range(n)]
+    for top in range(0, n, 16):
+        for left in range(0, k, 16):
+            cells = [(r, c) for r in range(top, min(top + 16, n)) for c in range(left, min(left + 16, k))]
+            xs = [rows[r][c] for r, c in cells]
+            scale, qs = nv_four_over_six(xs, tensor_scale) if rule == "4over6" else nv_block(xs, tensor_scale)
+            for (r, c), q in zip(cells, qs, strict=True):
+                scales[r][c // 16] = scale
+                elements[r][c] = q
+    return [s + e for s, e in zip(scales, elements, strict=True)]
 
 
 def fp32_op(u: float, v: float, op: Callable[[object, object], object]) -> float:

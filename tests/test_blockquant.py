@@ -49,11 +49,20 @@ CALIB = TEXT.read_text(encoding="utf-8")[:20000]
 FAST = {"calib_samples": 2, "calib_length": 32}
 
 
-@pytest.fixture(scope="module", params=["mxfp4", "nvfp4"])
+BLOCK_EXPORTS = {  # (method, scale rule, NVFP4 16 x 16 weight tiles); the last takes both NVFP4 options (spec 7.3)
+    "mxfp4": ("mxfp4", None, False),
+    "nvfp4": ("nvfp4", None, False),
+    "nvfp4-4over6-2d": ("nvfp4", "4over6", True),
+}
+
+
+@pytest.fixture(scope="module", params=list(BLOCK_EXPORTS))
 def block_export(request, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    method, rule, block_2d = BLOCK_EXPORTS[request.param]
     out = tmp_path_factory.mktemp(request.param) / "q"
-    quantize_checkpoint(checkpoint, CALIB, QuantConfig(method=request.param, **FAST), out, progress=False)
-    return request.param, out
+    config = QuantConfig(method=method, scale_rule=rule, block_2d=block_2d, **FAST)
+    quantize_checkpoint(checkpoint, CALIB, config, out, progress=False)
+    return method, out
 
 
 def linear_names(model: LlamaForCausalLM) -> list[str]:
@@ -73,15 +82,22 @@ def test_export_holds_round_to_nearest_block_tensors(block_export, checkpoint: P
     method, out = block_export
     original = LlamaForCausalLM.from_pretrained(checkpoint).eval()
     model, _, metadata = load_export(out)
-    assert metadata["quant_config"]["method"] == method
+    config = metadata["quant_config"]
+    assert config["method"] == method
+    rule, block_2d = config["scale_rule"], config["block_2d"]
     for name in linear_names(original):
         layer = model.get_submodule(name)
-        assert isinstance(layer, BlockQuantizedLinear) and metadata["modules"][name]["kind"] == "block_linear"
-        expected = block_quantize(original.get_submodule(name).weight.detach().float().numpy(), method)
+        entry = metadata["modules"][name]
+        assert isinstance(layer, BlockQuantizedLinear) and entry["kind"] == "block_linear"
+        weight = original.get_submodule(name).weight.detach().float().numpy()
+        expected = block_quantize(weight, method, scale_rule=rule, block_2d=block_2d)
         np.testing.assert_array_equal(layer.layer.weight.codes, expected.codes)
         np.testing.assert_array_equal(layer.layer.weight.scales, expected.scales)
         assert layer.layer.weight.tensor_scale == expected.tensor_scale
-    table = block_quantize(original.model.embed_tokens.weight.detach().numpy(), method)
+        assert layer.layer.input_scale_rule == entry["input_scale_rule"] == entry["weight_scale_rule"]
+        assert entry["weight_scale_rule"] == (rule or {"mxfp4": "floor", "nvfp4": "static_6"}[method])
+        assert entry["weight_block_2d"] is block_2d
+    table = block_quantize(original.model.embed_tokens.weight.detach().numpy(), method, scale_rule=rule)
     assert torch.equal(model.model.embed_tokens.weight, torch.from_numpy(block_dequantize(table)))
 
 
@@ -279,6 +295,8 @@ def test_corrupt_block_exports_are_refused(block_export, tmp_path: Path) -> None
             "cannot meet",
         ),
     ]
+    foreign_rule = "4over6" if method == "mxfp4" else "rceil"  # a rule of the other format
+    cases.append((None, lambda m: m["modules"][layer].update(input_scale_rule=foreign_rule), "rule; "))
     if method == "mxfp4":  # MXFP4 has no tensor scale: the torch path would multiply by one the simulator ignores
         cases.append((put(f"{layer}.input_tensor_scale", lambda t: torch.tensor(2.0)), None, "must be 1"))
     for i, (tensors_edit, metadata_edit, message) in enumerate(cases):
@@ -299,28 +317,62 @@ def test_cli_quantize_with_a_block_method(checkpoint: Path, tmp_path: Path, caps
     assert "perplexity" in capsys.readouterr().out
 
 
-# ---- MXFP4 under the other scale rules (spec 7.2): layers, both paths, the export
+# ---- the other scale rules (spec 7.2, 7.3) and NVFP4's 16 x 16 weight tiles: layers, both paths, the export
+
+RULE_CASES = [("mxfp4", rule, False) for rule in MX_SCALE_RULES[1:]] + [
+    ("nvfp4", "4over6", False),
+    ("nvfp4", None, True),
+    ("nvfp4", "4over6", True),
+]
 
 
-@pytest.mark.parametrize("rule", MX_SCALE_RULES[1:])
-def test_mx_scale_rules_reach_both_layer_paths(rule: str) -> None:
-    """The weight and the run-time activations follow the rule; the torch path equals the codec and the simulator."""
-    fmt = get_block_format("mxfp4")
+@pytest.mark.parametrize(("method", "rule", "block_2d"), RULE_CASES)
+def test_scale_rules_reach_both_layer_paths(method: str, rule: str | None, block_2d: bool) -> None:
+    """The weight and the run-time activations follow the rule (the weight its tiles); the torch path equals the
+    codec and the simulator."""
+    fmt = get_block_format(method)
     generator = torch.Generator().manual_seed(7)
     x = edge_rows(generator)
-    values, scales = fake_quantize_blocks(x, fmt, np.float32(1), rule)
-    codec = block_quantize(x.numpy(), fmt, scale_rule=rule)
-    assert np.array_equal(values.numpy().view(np.uint32), block_dequantize(codec).view(np.uint32))
-    assert np.array_equal(scales.numpy(), decode_scales(codec))
+    for row in x if fmt.tensor_scale else x[None]:  # NVFP4: a tensor scale per row, from its own amax
+        row = row.reshape(-1, x.shape[1])
+        tensor_range = 1536 if rule == "4over6" else 2688  # NVFP4: amax to 6 * 256 or 6 * 448, down to 2^-140
+        scale = np.float32(max(float(row.abs().max()) / tensor_range, 2.0**-140) if fmt.tensor_scale else 1)
+        values, scales = fake_quantize_blocks(row, fmt, scale, rule)
+        codec = block_quantize(row.numpy(), fmt, tensor_scale=scale if fmt.tensor_scale else None, scale_rule=rule)
+        expected = block_dequantize(codec, include_tensor_scale=False)
+        assert np.array_equal(values.numpy().view(np.uint32), expected.view(np.uint32))
+        assert np.array_equal(scales.numpy(), decode_scales(codec))
     weight = torch.randn(24, 80, generator=generator)
     inputs = torch.randn(3, 7, 80, generator=generator) * 3.5
-    layer = fold_block_linear(weight, BlockLinearQuant(fmt, True, scale_rule=rule))
-    assert np.array_equal(layer.weight.scales, block_quantize(weight.numpy(), fmt, scale_rule=rule).scales)
-    assert layer.input_scale_rule == rule
+    inputs[..., 5] *= 300  # an outlier channel
+    scale = float(nvfp4_tensor_scale(float(inputs.abs().max()), rule)) if fmt.tensor_scale else 1.0
+    layer = fold_block_linear(weight, BlockLinearQuant(fmt, True, scale, scale_rule=rule, block_2d=block_2d))
+    expected = block_quantize(weight.numpy(), fmt, scale_rule=rule, block_2d=block_2d)
+    assert np.array_equal(layer.weight.codes, expected.codes) and np.array_equal(layer.weight.scales, expected.scales)
+    assert layer.input_scale_rule == (rule or "static_6")
     torch_path = forward_torch(layer, inputs, weight_operand(layer))
     assert torch.equal(torch_path.view(torch.int32), forward_simulator(layer, inputs).view(torch.int32))
-    floor = fold_block_linear(weight, BlockLinearQuant(fmt, True))
-    assert not torch.equal(torch_path, forward_torch(floor, inputs, weight_operand(floor)))  # the rule does something
+    default_scale = float(nvfp4_tensor_scale(float(inputs.abs().max()))) if fmt.tensor_scale else 1.0
+    default = fold_block_linear(weight, BlockLinearQuant(fmt, True, default_scale))
+    assert not torch.equal(torch_path, forward_torch(default, inputs, weight_operand(default)))  # the rule acts
+
+
+def test_exports_from_before_the_nvfp4_rules_still_load(block_export, tmp_path: Path) -> None:
+    """Until the NVFP4 rules, every block layer recorded input_scale_rule "floor" (weight-only and NVFP4 layers too)
+    and quant_config.scale_rule "floor" for every method: NVFP4 layers read it as their default, static_6."""
+    method, out = block_export
+
+    def old(metadata: dict) -> None:
+        metadata["quant_config"]["scale_rule"] = "floor"
+        metadata["quant_config"].pop("block_2d")
+        for entry in metadata["modules"].values():
+            if entry["kind"] == "block_linear":
+                entry["input_scale_rule"] = "floor"
+                del entry["weight_scale_rule"], entry["weight_block_2d"]
+
+    model, _, _ = load_export(broken_copy(out, tmp_path / "old", None, old))
+    layer = model.get_submodule("model.layers.0.mlp.up_proj").layer
+    assert layer.input_scale_rule == {"mxfp4": "floor", "nvfp4": "static_6"}[method]
 
 
 def test_cli_quantize_with_a_scale_rule_exports_and_reloads_it(checkpoint: Path, tmp_path: Path, capsys) -> None:
@@ -342,3 +394,15 @@ def test_cli_quantize_with_a_scale_rule_exports_and_reloads_it(checkpoint: Path,
     capsys.readouterr()
     assert main([*args[:-2], "--method", "nvfp4", "--scale-rule", "rceil", "--overwrite"]) == 2
     assert "MXFP4 rule" in capsys.readouterr().err
+    assert main([*args, "--block-2d", "--overwrite"]) == 2
+    assert "block_2d (16 x 16 weight tiles) is an NVFP4 option" in capsys.readouterr().err
+    nvfp4 = [*args[:-2], "--method", "nvfp4", "--scale-rule", "4over6", "--calib-length", "32", "--overwrite"]
+    assert main([*nvfp4, "--export-format", "compressed-tensors"]) == 2
+    assert "no 4over6 activation scheme" in capsys.readouterr().err
+    assert main([*nvfp4, "--block-2d"]) == 0
+    metadata = json.loads((out / METADATA_FILE).read_text())
+    assert (metadata["quant_config"]["scale_rule"], metadata["quant_config"]["block_2d"]) == ("4over6", True)
+    layer = load_export(out)[0].get_submodule("model.layers.0.mlp.up_proj").layer
+    expected = block_quantize(original.detach().numpy(), "nvfp4", scale_rule="4over6", block_2d=True)
+    assert np.array_equal(layer.weight.scales, expected.scales) and layer.input_scale_rule == "4over6"
+    assert layer.weight.tensor_scale == nvfp4_tensor_scale(float(original.detach().abs().max()), "4over6")

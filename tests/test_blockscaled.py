@@ -56,7 +56,19 @@ def check_mx_against_oracle(x: np.ndarray, rule: str = "floor") -> None:
             assert element_values(t.codes[r, start : start + 32]) == elements, (r, b)
 
 
+def refuses_an_underflowing_tensor_scale(x: np.ndarray, tensor_scale: float | None, rule: str = "static_6") -> bool:
+    """Whether x's own tensor scale underflows FP32 (spec 7.3: refused); if so, checks that it is."""
+    amax = max((abs(Fraction(float(v))) for v in x.ravel()), default=Fraction(0))
+    if tensor_scale is not None or amax == 0 or ref.nv_tensor_scale(amax, rule) != 0:
+        return False
+    with pytest.raises(ValueError, match="too small for an FP32 NVFP4 tensor scale"):
+        block_quantize(x, "nvfp4", scale_rule=rule)
+    return True
+
+
 def check_nv_against_oracle(x: np.ndarray, tensor_scale: float | None = None) -> None:
+    if refuses_an_underflowing_tensor_scale(x, tensor_scale):
+        return
     t = block_quantize(x, "nvfp4", tensor_scale=tensor_scale)
     if tensor_scale is None:
         s_t = ref.nv_tensor_scale(max(abs(Fraction(float(v))) for v in x.ravel()))
@@ -99,25 +111,31 @@ def test_nvfp4_property_matches_reference(x, tensor_scale):
 @given(
     arrays(np.float32, (2, 24), elements=st.floats(-(2.0**13), 2.0**13, width=32, allow_subnormal=True)),
     st.floats(2.0**-20, 8.0, width=32),
+    st.sampled_from(["static_6", "4over6"]),
 )
-def test_nvfp4_fake_quantize_matches_reference(x, tensor_scale):
-    values, scales = nvfp4_fake_quantize(x, tensor_scale)
+def test_nvfp4_fake_quantize_matches_reference(x, tensor_scale, rule):
+    values, scales = nvfp4_fake_quantize(x, tensor_scale, rule)
     s_t = Fraction(float(np.float32(tensor_scale)))
+    pick = ref.nv_four_over_six if rule == "4over6" else ref.nv_block
     for r, row in enumerate(x):
         for b, start in enumerate(range(0, row.size, 16)):
-            scale, elements = ref.nv_block([Fraction(float(v)) for v in row[start : start + 16]], s_t)
+            scale, elements = pick([Fraction(float(v)) for v in row[start : start + 16]], s_t)
             assert Fraction(float(scales[r, b])) == scale, (r, b)
             assert [Fraction(float(v)) for v in values[r, start : start + 16]] == [e * scale for e in elements]
 
 
+@pytest.mark.parametrize("rule", ["static_6", "4over6"])
 @pytest.mark.parametrize("k", [7, 50, 2048])
-def test_nvfp4_fake_quantize_equals_quantize_then_dequantize_bit_for_bit(k):
-    """Every bit, the signs of zeros included, on the serial and the threaded kernel (64 x 2048 elements)."""
+def test_nvfp4_fake_quantize_equals_quantize_then_dequantize_bit_for_bit(k, rule):
+    """Every bit, the signs of zeros included, on the serial and the threaded kernel (64 x 2048 elements); under
+    4over6 with rows of exact ties (one value at the tensor's amax), which the kernel hands to the codec."""
     x = spread_blocks(k, 64, k, span=12)
     x[1, : min(k, 5)] = -0.0
-    for tensor_scale in (float(nvfp4_tensor_scale(np.abs(x).max())), 2.0**-140, 0.37):
-        values, scales = nvfp4_fake_quantize(x, tensor_scale)
-        t = block_quantize(x, "nvfp4", tensor_scale=tensor_scale)
+    x[2:4] = 0
+    x[2:4, 0] = np.abs(x).max()
+    for tensor_scale in (float(nvfp4_tensor_scale(np.abs(x).max(), rule)), 2.0**-140, 0.37):
+        values, scales = nvfp4_fake_quantize(x, tensor_scale, rule)
+        t = block_quantize(x, "nvfp4", tensor_scale=tensor_scale, scale_rule=rule)
         expected = block_dequantize(t, include_tensor_scale=False)
         assert np.array_equal(values.view(np.uint32), expected.view(np.uint32))
         assert np.array_equal(scales.view(np.uint32), decode(t.scales, NVFP4.scale).astype(np.float32).view(np.uint32))
@@ -335,7 +353,171 @@ def test_mx_scale_rules_differ_as_written():
 
 def test_scale_rules_are_refused_where_they_do_not_apply():
     x = np.ones((1, 32), np.float32)
-    with pytest.raises(ValueError, match="unknown scale rule 'nearest'"):
+    with pytest.raises(ValueError, match="'nearest' is unknown; mxfp4's rules: floor, ceil, even, rceil"):
         block_quantize(x, "mxfp4", scale_rule="nearest")
-    with pytest.raises(ValueError, match="nvfp4 takes none"):
+    with pytest.raises(ValueError, match="'rceil' is an MXFP4 rule; nvfp4's rules: static_6, 4over6"):
         block_quantize(x, "nvfp4", scale_rule="rceil")
+    with pytest.raises(ValueError, match="'4over6' is an NVFP4 rule; mxfp4's rules"):
+        block_quantize(x, "mxfp4", scale_rule="4over6")
+    with pytest.raises(ValueError, match="block_2d takes NVFP4 and a matrix"):
+        block_quantize(x, "mxfp4", block_2d=True)
+    for shape in ((32,), (2, 1, 32)):
+        with pytest.raises(ValueError, match="block_2d takes NVFP4 and a matrix"):
+            block_quantize(np.ones(shape, np.float32), "nvfp4", block_2d=True)
+    with pytest.raises(ValueError, match="an MXFP4 rule"):
+        nvfp4_tensor_scale(1.0, "floor")
+
+
+# ---- NVFP4's other scale rules (spec 7.3): Four Over Six, 16 x 16 tiles
+
+
+def check_nv_rule_against_oracle(x: np.ndarray, rule: str, tensor_scale: float | None = None) -> BlockTensor | None:
+    """block_quantize(x, "nvfp4", scale_rule=rule) block by block against the reference; returns the tensor (None
+    where x's own tensor scale underflows, and is refused)."""
+    if refuses_an_underflowing_tensor_scale(x, tensor_scale, rule):
+        return None
+    t = block_quantize(x, "nvfp4", tensor_scale=tensor_scale, scale_rule=rule)
+    if tensor_scale is None:
+        s_t = ref.nv_tensor_scale(max(abs(Fraction(float(v))) for v in x.ravel()), rule)
+        assert Fraction(float(t.tensor_scale)) == s_t
+    else:
+        s_t = Fraction(float(np.float32(tensor_scale)))
+    pick = ref.nv_four_over_six if rule == "4over6" else ref.nv_block
+    for r, row in enumerate(x):
+        for b, start in enumerate(range(0, row.size, 16)):
+            scale, elements = pick([Fraction(float(v)) for v in row[start : start + 16]], s_t)
+            assert e4m3_value(int(t.scales[r, b])) == scale, (r, b)
+            assert element_values(t.codes[r, start : start + 16]) == elements, (r, b)
+    return t
+
+
+def check_tiles_against_oracle(x: np.ndarray, rule: str) -> BlockTensor:
+    t = block_quantize(x, "nvfp4", scale_rule=rule, block_2d=True)
+    s_t = ref.nv_tensor_scale(max((abs(Fraction(float(v))) for v in x.ravel()), default=Fraction(0)), rule)
+    assert Fraction(float(t.tensor_scale)) == s_t
+    blocks = t.scales.shape[1]
+    expected = ref.nv_tiles([[Fraction(float(v)) for v in row] for row in x], s_t, rule)
+    for r, row in enumerate(expected):
+        assert [e4m3_value(int(c)) for c in t.scales[r]] == row[:blocks], r
+        assert element_values(t.codes[r]) == row[blocks:], r
+    return t
+
+
+def four_over_six_candidates(t: BlockTensor, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ml_dtypes' E4M3 casts of amax / (4 s_t) and amax / (6 s_t) per block (float64 quotients, spec 7.3)."""
+    blocks = np.abs(np.pad(x, ((0, 0), (0, -x.shape[1] % 16)))).reshape(x.shape[0], -1, 16).max(-1)
+    quotient = blocks.astype(np.float64) / float(t.tensor_scale)
+    return tuple((quotient / target).astype(ml_dtypes.float8_e4m3fn).view(np.uint8) for target in (4, 6))
+
+
+@pytest.mark.parametrize("k", [16, 96, 50, 7])
+def test_four_over_six_matches_fraction_reference(k):
+    x = spread_blocks(k + 1, 8, k)
+    t = check_nv_rule_against_oracle(x, "4over6")
+    four, six = four_over_six_candidates(t, x)
+    assert np.all((t.scales == four) | (t.scales == six))  # every scale is one of the two E4M3 candidates
+
+
+def test_four_over_six_picks_both_candidates():
+    """On 256 blocks of normal values each candidate wins somewhere: the choice is made, not fixed."""
+    x = np.random.default_rng(11).standard_normal((16, 256)).astype(np.float32)
+    t = block_quantize(x, "nvfp4", scale_rule="4over6")
+    four, six = four_over_six_candidates(t, x)
+    differ = four != six
+    assert 20 < (t.scales == four)[differ].sum() < differ.sum() - 20
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    arrays(np.float32, (3, 32), elements=st.floats(-(2.0**60), 2.0**60, width=32, allow_subnormal=True)),
+    st.sampled_from([None, 2.0**-140, 0.37, 1.0e6]),
+)
+def test_four_over_six_property_matches_reference(x, tensor_scale):
+    check_nv_rule_against_oracle(x, "4over6", tensor_scale)
+
+
+def test_four_over_six_tensor_scale_maps_amax_to_1536():
+    """s_t = fp32(amax / 1536): the largest block's 4 candidate is E4M3 384, below 448, so it never saturates."""
+    x = np.zeros((1, 16), np.float32)
+    x[0, 0] = np.float32(3.3)
+    t = block_quantize(x, "nvfp4", scale_rule="4over6")
+    assert Fraction(float(t.tensor_scale)) == ref.nv_tensor_scale(Fraction(float(x[0, 0])), "4over6")
+    assert nvfp4_tensor_scale(3.3, "4over6") == t.tensor_scale != nvfp4_tensor_scale(3.3)
+    four, six = four_over_six_candidates(t, x)
+    assert (e4m3_value(int(four[0, 0])), e4m3_value(int(six[0, 0]))) in {(384, 256), (384, 240), (384, 272)}
+
+
+def test_four_over_six_tie_keeps_six():
+    """A block whose only nonzero value is the tensor's amax: both candidates are exact (6 * 256 s_t and
+    4 * 384 s_t), errors 0 and 0: the tie keeps the 6 candidate. Power-of-two maxima give the same tie."""
+    for peak in (1.0, 2.0**-20, 3.0, 1536.0, 5.5):
+        x = np.zeros((1, 16), np.float32)
+        x[0, 3] = -peak
+        t = check_nv_rule_against_oracle(x, "4over6")
+        assert e4m3_value(int(t.scales[0, 0])) == 256, peak
+        assert element_values(t.codes[0])[3] == -6
+
+
+def test_four_over_six_ties_with_nonzero_error_keep_six():
+    """Blocks of two values found (by the reference) to give both candidates the same nonzero squared error."""
+    s_t = Fraction(1)
+    grid = [Fraction(n, 8) for n in range(1, 49)]
+    ties = []
+    for a in grid:
+        for b in grid:
+            xs = [Fraction(24), a, b] + [Fraction(0)] * 13
+            four, six = ref.nv_block(xs, s_t, 4), ref.nv_block(xs, s_t, 6)
+            e4, e6 = ref.squared_error(xs, *four, s_t), ref.squared_error(xs, *six, s_t)
+            if e4 == e6 != 0 and four[0] != six[0]:
+                ties.append((a, b, six[0]))
+    assert ties  # the grid has some
+    x = np.array([[24.0, float(a), float(b)] + [0.0] * 13 for a, b, _ in ties], np.float32)
+    t = block_quantize(x, "nvfp4", tensor_scale=1.0, scale_rule="4over6")
+    assert [e4m3_value(int(c)) for c in t.scales[:, 0]] == [s for _, _, s in ties]
+
+
+def test_four_over_six_edge_blocks():
+    """All-zero blocks, subnormal scales (a static tensor scale far above the block), saturating scales (far below)."""
+    x = spread_blocks(3, 4, 64)
+    x[1, 16:32] = 0
+    x[2] *= np.float32(2.0**-30)
+    t = check_nv_rule_against_oracle(x, "4over6", tensor_scale=2.0**-20)
+    assert t.scales[1, 1] == 0 and not t.codes[1, 16:32].any()
+    assert (t.scales[2] < 0x08).any()  # E4M3 subnormal scales (exponent field 0)
+    assert (t.scales == 0x7E).any()  # 448: saturated
+    assert block_quantize(np.zeros((2, 16), np.float32), "nvfp4", scale_rule="4over6").scales.tolist() == [[0], [0]]
+
+
+@pytest.mark.parametrize("rule", ["static_6", "4over6"])
+@pytest.mark.parametrize("shape", [(16, 16), (37, 70), (1, 5), (17, 33), (48, 32)])
+def test_tiles_match_fraction_reference(rule, shape):
+    x = spread_blocks(sum(shape), *shape, span=6)
+    t = check_tiles_against_oracle(x, rule)
+    n = t.scales.shape[0]
+    for top in range(0, n, 16):  # one scale per 16 x 16 tile, in each of its rows
+        assert (t.scales[top : top + 16] == t.scales[top]).all()
+
+
+def test_tiles_are_shared_by_the_transpose():
+    """W and W^T quantized in 16 x 16 tiles give the same codes, transposed (one scale per tile either way)."""
+    x = spread_blocks(5, 40, 56, span=8)
+    for rule in ("static_6", "4over6"):
+        t = block_quantize(x, "nvfp4", scale_rule=rule, block_2d=True)
+        u = block_quantize(np.ascontiguousarray(x.T), "nvfp4", scale_rule=rule, block_2d=True)
+        assert np.array_equal(t.codes, u.codes.T)
+        assert np.array_equal(t.scales[::16, :], u.scales[::16, :].T)
+
+
+def test_tiles_give_a_zero_row_block_its_tile_scale():
+    x = np.zeros((16, 16), np.float32)
+    x[5, 7] = 3.0
+    t = block_quantize(x, "nvfp4", block_2d=True)
+    assert (t.scales == t.scales[5, 0]).all() and t.scales[0, 0] != 0
+    assert np.array_equal(block_dequantize(t)[5], block_dequantize(block_quantize(x, "nvfp4"))[5])
+
+
+def test_default_rules_are_the_formats_own():
+    x = spread_blocks(9, 4, 64)
+    for fmt, rule in (("mxfp4", "floor"), ("nvfp4", "static_6")):
+        a, b = block_quantize(x, fmt), block_quantize(x, fmt, scale_rule=rule)
+        assert np.array_equal(a.codes, b.codes) and np.array_equal(a.scales, b.scales)

@@ -45,15 +45,37 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", params=["nvfp4", "mxfp4"])
+EXPORTS = {  # directory name: QuantConfig settings. The last: NVFP4's 4over6 and 16 x 16 tiles (spec 7.3), W4A16
+    "nvfp4": {"method": "nvfp4"},
+    "mxfp4": {"method": "mxfp4"},
+    "nvfp4-4over6-2d": {"method": "nvfp4", "scale_rule": "4over6", "block_2d": True, "bits": "4/4/16"},
+}
+
+
+@pytest.fixture(scope="module", params=list(EXPORTS))
 def exported(request: pytest.FixtureRequest, source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ct") / request.param
-    config = QuantConfig(method=request.param, calib_samples=2, calib_length=32)
+    config = QuantConfig(**EXPORTS[request.param], calib_samples=2, calib_length=32)
     return quantize_checkpoint(source, TEXT, config, out, progress=False, export_format="compressed-tensors")
 
 
 def _method(path: Path) -> str:
-    return path.name
+    return EXPORTS[path.name]["method"]
+
+
+def _fp4sim_weight(path: Path, weight: torch.Tensor):
+    """fp4sim's block tensor of `weight` under the export's settings."""
+    settings = EXPORTS[path.name]
+    return block_quantize(
+        weight.detach(),
+        settings["method"],
+        scale_rule=settings.get("scale_rule"),
+        block_2d=settings.get("block_2d", False),
+    )
+
+
+def _weight_only(path: Path) -> bool:
+    return EXPORTS[path.name].get("bits") == "4/4/16"
 
 
 def test_export_decompresses_to_fp4sim_weights(exported: Path, source: Path) -> None:
@@ -72,7 +94,7 @@ def test_export_decompresses_to_fp4sim_weights(exported: Path, source: Path) -> 
     names = [n for n, m in original.named_modules() if isinstance(m, torch.nn.Linear)]
     assert len(names) == 15  # 7 per layer and lm_head
     for name in names:
-        fp4sim_weight = block_quantize(original.get_submodule(name).weight.detach(), _method(exported))
+        fp4sim_weight = _fp4sim_weight(exported, original.get_submodule(name).weight)
         dequantized = torch.from_numpy(block_dequantize(fp4sim_weight))
         library = loaded.get_submodule(name).weight.detach()
         expected = dequantized if _method(exported) == "mxfp4" else dequantized.bfloat16().float()
@@ -96,10 +118,13 @@ def test_export_records_the_schemes_vllm_reads(exported: Path) -> None:
     (scheme,) = config.config_groups.values()
     assert len(scheme.targets) == 15 and "lm_head" in scheme.targets
     assert (scheme.weights.group_size, scheme.weights.strategy) == ((16, "tensor_group") if nvfp4 else (32, "group"))
-    assert scheme.input_activations.dynamic == ("local" if nvfp4 else True)
+    if _weight_only(exported):
+        assert scheme.input_activations is None
+    else:
+        assert scheme.input_activations.dynamic == ("local" if nvfp4 else True)
     stored = load_file(exported / "model.safetensors")
     key = "model.layers.0.mlp.down_proj"
-    assert (f"{key}.input_global_scale" in stored) == nvfp4
+    assert (f"{key}.input_global_scale" in stored) == (nvfp4 and not _weight_only(exported))
     assert (f"{key}.weight_global_scale" in stored) == nvfp4
     assert stored["model.embed_tokens.weight"].dtype == torch.float32
 
@@ -112,14 +137,17 @@ def test_an_fp4sim_export_reimports_with_its_codes(exported: Path, source: Path)
     assert metadata["format"] == "compressed-tensors"
     layer = model.get_submodule("model.layers.1.self_attn.o_proj")
     assert isinstance(layer, BlockQuantizedLinear)
-    expected = block_quantize(
-        original.get_submodule("model.layers.1.self_attn.o_proj").weight.detach(), _method(exported)
-    )
+    expected = _fp4sim_weight(exported, original.get_submodule("model.layers.1.self_attn.o_proj").weight)
     np.testing.assert_array_equal(layer.layer.weight.codes, expected.codes)
     np.testing.assert_array_equal(layer.layer.weight.scales, expected.scales)
     assert layer.layer.weight.tensor_scale == np.float32(1) / (np.float32(1) / expected.tensor_scale)
     ids = tokenize_text(tokenizer, TEXT)[:48]
-    assert simulate_model(model, "exact", perplexity_measure(ids, context=24, progress=False)).all_identical
+    if _weight_only(exported):  # W4A16 runs on torch only: the layer is its dequantized weight
+        x = torch.randn(3, layer.layer.in_features)
+        weight = block_dequantize(layer.layer.weight)
+        assert torch.equal(layer(x), torch.nn.functional.linear(x, torch.from_numpy(weight)))
+    else:
+        assert simulate_model(model, "exact", perplexity_measure(ids, context=24, progress=False)).all_identical
 
 
 @pytest.mark.parametrize("preset", ["NVFP4", "MXFP4", "NVFP4A16"])
@@ -276,11 +304,15 @@ def test_cli_simulate_and_eval_read_a_compressed_tensors_checkpoint(
     text.write_text(TEXT)
     report = tmp_path / "sim"
     common = ["--quantized", str(exported), "--text", str(text), "--tokens", "40", "--context", "20"]
-    assert main(["simulate", *common, "--model", str(source), "--out", str(report)]) == 0
-    assert "15 of 15" in capsys.readouterr().out
-    written = json.loads((report / "report.json").read_text())
-    assert written["simulator"][0]["all_layers_bit_identical"]
-    assert written["perplexity"]["fp32"] is not None  # from --model
+    if _weight_only(exported):  # W4A16: the simulator needs FP4 activations
+        assert main(["simulate", *common, "--model", str(source), "--out", str(report)]) == 2
+        assert "weight-only layers keep floating-point activations" in capsys.readouterr().err
+    else:
+        assert main(["simulate", *common, "--model", str(source), "--out", str(report)]) == 0
+        assert "15 of 15" in capsys.readouterr().out
+        written = json.loads((report / "report.json").read_text())
+        assert written["simulator"][0]["all_layers_bit_identical"]
+        assert written["perplexity"]["fp32"] is not None  # from --model
     assert main(["eval", *common]) == 0
     assert "perplexity" in capsys.readouterr().out
 

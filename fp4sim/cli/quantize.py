@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ..codec.blockscaled import MX_SCALE_RULES
+from ..codec.blockscaled import SCALE_RULES
 from ..quant.config import BIT_SETTINGS, EXPORT_FORMATS, METHODS, PAPER_EXACT, QuantConfig
 from . import options
 
@@ -33,9 +33,11 @@ CONFIG_OPTIONS = {
     "search_tokens": ("tokens on which candidates are scored (0: all)", None),
     "quantize_attention": ("also quantize the inputs of Q K^T and P V (paper: off for LLaMA)", None),
     "scale_rule": (
-        "MXFP4's shared-exponent rule: floor (OCP), or torchao's ceil / even / rceil (spec 7.2)",
-        MX_SCALE_RULES,
+        "block scale rule for weights, embedding and activations: MXFP4 floor (OCP, its default), or torchao's "
+        "ceil / even / rceil (spec 7.2); NVFP4 static_6 (its default), or 4over6, Four Over Six (spec 7.3)",
+        tuple(rule for rules in SCALE_RULES.values() for rule in rules),
     ),
+    "block_2d": ("NVFP4 weights in 16 x 16 tiles, one E4M3 scale each (TransformerEngine's; spec 7.3)", None),
     "seed": ("window sampling and token subsampling", None),
 }
 
@@ -62,6 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + field.name.replace("_", "-")
         if isinstance(field.default, bool):
             parser.add_argument(flag, action="store_true", help=help_text)
+        elif choices is not None and field.default is None:  # a name, None: the method's own
+            parser.add_argument(flag, default=None, choices=choices, help=help_text + " (default: the method's own)")
         else:
             default = 0 if field.default is None else field.default  # 0 stands for None on the command line
             help_text += f" (default: {default})"

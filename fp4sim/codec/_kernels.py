@@ -348,36 +348,87 @@ def _round_to_grid64(magnitude, grid):
     return subnormal if clipped < min_normal else normal
 
 
+@numba.njit(inline="always")
+def _block_amax(x, r, lo, hi):
+    """(max |x[r, lo:hi]| as float32, count of non-finite values there)."""
+    amax = np.float32(0)
+    bad = 0
+    for c in range(lo, hi):
+        magnitude = abs(x[r, c])
+        bad += not np.isfinite(magnitude)
+        amax = max(amax, magnitude)
+    return amax, bad
+
+
+@numba.njit(inline="always")
+def _write_block(x, r, lo, hi, scale, s_t, element_grid, out):
+    """out[r, lo:hi] = E2M1(x / (scale s_t)) * scale as float32 (the quotient in float64 from exact operands: the
+    divisor has 4 x 24 significant bits), +0 throughout for a zero scale."""
+    divisor = scale * s_t
+    nonzero = divisor > 0
+    safe = divisor if nonzero else 1.0
+    for c in range(lo, hi):
+        element = _round_to_grid64(abs(np.float64(x[r, c])) / safe, element_grid)
+        value = math.copysign(element, x[r, c]) * scale
+        out[r, c] = np.float32(value) if nonzero else np.float32(0)
+
+
+@numba.njit(inline="always")
+def _four_over_six_pick(x, r, lo, hi, four, six, s_t, element_grid, certain):
+    """Four Over Six on x[r, lo:hi] (docs/spec.md 7.3): (the scale kept, whether the float64 comparison was not
+    certain). D = (s_t S_4^2 Q_4 - 2 S_4 C_4) - (s_t S_6^2 Q_6 - 2 S_6 C_6) decides where |D| exceeds `certain`
+    times its terms' magnitudes (the codec's rule); equal candidates, and uncertain ones, keep 6."""
+    if four == six:
+        return six, False
+    terms = np.zeros(2)
+    sizes = np.zeros(2)
+    for i in range(2):
+        scale = four if i == 0 else six
+        divisor = scale * s_t
+        if divisor == 0:
+            continue
+        square, cross, size = 0.0, 0.0, 0.0
+        for c in range(lo, hi):
+            q = math.copysign(_round_to_grid64(abs(np.float64(x[r, c])) / divisor, element_grid), x[r, c])
+            square += q * q
+            cross += q * np.float64(x[r, c])
+            size += abs(q * np.float64(x[r, c]))
+        energy = s_t * (scale * scale) * square
+        terms[i] = energy - 2.0 * scale * cross
+        sizes[i] = energy + 2.0 * scale * size
+    difference = terms[0] - terms[1]
+    if abs(difference) <= certain * (sizes[0] + sizes[1]):
+        return six, True
+    return (four if difference < 0 else six), False
+
+
 @cache
-def nvfp4_fake_quant_kernel(parallel: bool):
+def nvfp4_fake_quant_kernel(parallel: bool, four_over_six: bool = False):
     """NVFP4 block_quantize then block_dequantize without the tensor scale, fused over a float32 matrix
     (docs/spec.md 7.3): per block of `block` elements along a row, ``S = E4M3(amax / (6 s_t))`` and each
     element ``E2M1(x / (S s_t)) * S``, both quotients formed in float64 from exact operands and rounded once,
     as the codec does. `scale_grid` and `element_grid` are grid_params of E4M3 and E2M1. Writes the float32
     values into `out` (rows, K) and ``S`` into `scales` (rows, blocks); a zero scale gives +0 elements.
-    Returns the count of non-finite inputs (the caller raises)."""
+    `four_over_six`: ``S`` is Four Over Six's pick between ``E4M3(amax / (4 s_t))`` and the above
+    (_four_over_six_pick, `certain` its threshold); a block it cannot decide for certain is written with the
+    6 candidate and marked in `unsure` (rows, blocks) for the caller's exact comparison (otherwise `certain`
+    and `unsure` are unused). Returns the count of non-finite inputs (the caller raises)."""
 
-    def loop(x, s_t, block, scale_grid, element_grid, out, scales):
+    def loop(x, s_t, block, scale_grid, element_grid, certain, out, scales, unsure):
         n_bad = 0
         k = x.shape[1]
         element_max = element_grid[3]
         for r in numba.prange(x.shape[0]):
             for b in range(scales.shape[1]):
                 lo, hi = b * block, min(b * block + block, k)
-                amax = np.float32(0)
-                for c in range(lo, hi):
-                    magnitude = abs(x[r, c])
-                    n_bad += not np.isfinite(magnitude)
-                    amax = max(amax, magnitude)
+                amax, bad = _block_amax(x, r, lo, hi)
+                n_bad += bad
                 scale = _round_to_grid64(np.float64(amax) / (element_max * s_t), scale_grid)
+                if four_over_six:
+                    four = _round_to_grid64(np.float64(amax) / (4.0 * s_t), scale_grid)
+                    scale, unsure[r, b] = _four_over_six_pick(x, r, lo, hi, four, scale, s_t, element_grid, certain)
                 scales[r, b] = np.float32(scale)
-                divisor = scale * s_t  # exact: 4 x 24 significant bits
-                nonzero = divisor > 0
-                safe = divisor if nonzero else 1.0
-                for c in range(lo, hi):
-                    element = _round_to_grid64(abs(np.float64(x[r, c])) / safe, element_grid)
-                    value = math.copysign(element, x[r, c]) * scale
-                    out[r, c] = np.float32(value) if nonzero else np.float32(0)
+                _write_block(x, r, lo, hi, scale, s_t, element_grid, out)
         return n_bad
 
     return numba.njit(nogil=True, parallel=parallel, fastmath=False)(loop)

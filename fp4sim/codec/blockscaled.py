@@ -6,7 +6,10 @@ consecutive elements along the last axis (the reduction axis of a GEMM):
 - MXFP4 (OCP MX v1.0): blocks of 32, an E8M0 scale ``2^E`` with the OCP floor
   rule ``E = floor(log2 amax) - 2``.
 - NVFP4: blocks of 16, an E4M3 scale rounded half-even from ``amax / 6`` in
-  units of an FP32 tensor scale ``s_t = amax_tensor / (6 * 448)``.
+  units of an FP32 tensor scale ``s_t = amax_tensor / (6 * 448)``; or, under
+  Four Over Six (``scale_rule="4over6"``), the better of ``amax / 4`` and
+  ``amax / 6`` per block with ``s_t = amax_tensor / (6 * 256)``; optionally one
+  scale per 16 x 16 tile of a matrix (``block_2d``).
 
 A last block shorter than the block size behaves as if padded with zeros.
 """
@@ -14,6 +17,7 @@ A last block shorter than the block size behaves as if padded with zeros.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import ml_dtypes
@@ -31,6 +35,15 @@ E8M0_NAN = 0xFF
 NVFP4_TENSOR_RANGE = 6 * 448  # max E2M1 element * max E4M3 block scale
 ELEMENT_MAX = float(ELEMENT.max_value)
 MX_SCALE_RULES = ("floor", "ceil", "even", "rceil")  # spec 7.2: OCP's rule first, then torchao's other three
+# spec 7.3: NVFP4's rule (every block's amax to 6; fouroversix's name) first, then Four Over Six (arXiv 2512.02010)
+NVFP4_SCALE_RULES = ("static_6", "4over6")
+SCALE_RULES = {"mxfp4": MX_SCALE_RULES, "nvfp4": NVFP4_SCALE_RULES}  # each format's rules, its default first
+FOUR_OVER_SIX = "4over6"
+FOUR_OVER_SIX_SCALE_MAX = 256  # 4over6's tensor scale maps amax to 6 * 256, so a 4-candidate scale stays <= 384
+FOUR_OVER_SIX_TARGET = 4.0  # the other candidate maps the block's amax to 4 instead of 6
+TILE_ROWS = 16  # block_2d: one scale per 16 rows x 16 columns (TransformerEngine's NVFP4 weight tiles)
+# A float64 error comparison is trusted when it clears this fraction of its terms' magnitudes (spec 7.3).
+_CERTAIN = 2.0**-40
 
 
 @dataclass(frozen=True)
@@ -116,45 +129,86 @@ class BlockTensor:
         return self.codes.shape
 
 
-def nvfp4_tensor_scale(amax: float) -> np.float32:
-    """The NVFP4 tensor scale for a tensor whose largest magnitude is `amax`: fp32(fp32(amax) / 2688), 1 for 0."""
+def block_scale_rule(fmt: str | BlockFormat, rule: str | None = None) -> str:
+    """The scale rule `rule` names under block format `fmt` (SCALE_RULES); None gives the format's default
+    ("floor" for MXFP4, "static_6" for NVFP4). A rule the format does not have raises ValueError."""
+    fmt = get_block_format(fmt)
+    rules = SCALE_RULES[fmt.name]
+    if rule is None:
+        return rules[0]
+    if rule not in rules:
+        others = {r for name, rs in SCALE_RULES.items() if name != fmt.name for r in rs}
+        kind = "an MXFP4 rule" if rule in MX_SCALE_RULES else "an NVFP4 rule" if rule in others else "unknown"
+        raise ValueError(f"scale rule {rule!r} is {kind}; {fmt.name}'s rules: {', '.join(rules)}")
+    return rule
+
+
+def nvfp4_tensor_scale(amax: float, scale_rule: str | None = None) -> np.float32:
+    """The NVFP4 tensor scale for a tensor whose largest magnitude is `amax`: fp32(fp32(amax) / 2688), or under
+    scale rule "4over6" fp32(fp32(amax) / 1536) (spec 7.3); 1 for 0. Raises ValueError for a negative or
+    non-finite amax, an amax too small for a float32 scale, or a rule NVFP4 does not have."""
+    tensor_range = 6 * (FOUR_OVER_SIX_SCALE_MAX if block_scale_rule(NVFP4, scale_rule) == FOUR_OVER_SIX else 448)
     peak = np.float32(amax)
     if not (np.isfinite(peak) and peak >= 0):
         raise ValueError(f"amax must be finite and >= 0, got {amax}")
     if peak == 0:
         return np.float32(1)
-    scale = peak / np.float32(NVFP4_TENSOR_RANGE)
+    scale = peak / np.float32(tensor_range)
     if scale == 0:
         raise ValueError(f"amax {amax} is too small for an FP32 NVFP4 tensor scale (it underflows to 0)")
     return scale
 
 
 def block_quantize(
-    x: Any, fmt: str | BlockFormat, *, tensor_scale: float | None = None, scale_rule: str = "floor"
+    x: Any,
+    fmt: str | BlockFormat,
+    *,
+    tensor_scale: float | None = None,
+    scale_rule: str | None = None,
+    block_2d: bool = False,
 ) -> BlockTensor:
     """Encode float16 / bfloat16 / float32 values `x` (..., K) to a block-scaled tensor (spec 7.2, 7.3).
 
     Blocks run along the last axis. `tensor_scale` is NVFP4's FP32 tensor
-    scale; by default it comes from the tensor's own amax (nvfp4_tensor_scale).
-    `scale_rule` is MXFP4's shared-exponent rule (MX_SCALE_RULES, spec 7.2): "floor" (OCP, the default),
-    "ceil", "even" or "rceil"; NVFP4 takes only the default. Non-finite input or an unknown rule raises
-    ValueError.
+    scale; by default it comes from the tensor's own amax (nvfp4_tensor_scale
+    under the same rule). `scale_rule` picks how each block's scale is chosen
+    (SCALE_RULES; None: the format's default): MXFP4's shared-exponent rules
+    "floor" (OCP, the default), "ceil", "even", "rceil" (spec 7.2); NVFP4's
+    "static_6" (the default) or "4over6" (Four Over Six: per block, the scale
+    mapping amax to 4 or to 6, whichever gives the smaller squared error; spec
+    7.3). `block_2d` (NVFP4 only, `x` a matrix (N, K)) gives every 16 x 16 tile
+    one scale from the tile's amax (4over6: the tile's error), stored in each
+    of the tile's rows: the result is an ordinary (N, ceil(K / 16)) NVFP4
+    tensor (spec 7.3). Raises TypeError for another dtype, ValueError for
+    non-finite input or a rule or option the format does not have.
     """
     fmt = get_block_format(fmt)
-    if scale_rule not in MX_SCALE_RULES:
-        raise ValueError(f"unknown scale rule {scale_rule!r}; MXFP4's rules: {', '.join(MX_SCALE_RULES)}")
-    if fmt.tensor_scale and scale_rule != MX_SCALE_RULES[0]:
-        raise ValueError(f"scale_rule {scale_rule!r} is an MXFP4 shared-exponent rule; {fmt.name} takes none")
-    values = _block_view(_finite_float32(x), fmt.block_size)
+    rule = block_scale_rule(fmt, scale_rule)
+    values = _finite_float32(x)
+    if block_2d and (not fmt.tensor_scale or values.ndim != 2):
+        raise ValueError(
+            f"block_2d takes NVFP4 and a matrix (N, K); got {fmt.name} and shape {values.shape} "
+            "(16 x 16 tiles are TransformerEngine's NVFP4 weight layout)"
+        )
+    values = _block_view(values, fmt.block_size)
     amax = np.abs(values).max(axis=-1)
+    tile_rows = TILE_ROWS if block_2d else 1
+    if block_2d:
+        amax = _spread_tiles(_tile_reduce(amax, tile_rows, np.maximum), amax.shape[0])
     if fmt.tensor_scale:
-        s_t = nvfp4_tensor_scale(amax.max(initial=0)) if tensor_scale is None else _positive_float32(tensor_scale)
-        scales, codes = _nvfp4_codes(values, amax, s_t)
+        if tensor_scale is None:
+            s_t = nvfp4_tensor_scale(amax.max(initial=0), rule)
+        else:
+            s_t = _positive_float32(tensor_scale)
+        if rule == FOUR_OVER_SIX:
+            scales, codes = _four_over_six_codes(values, amax, s_t, tile_rows)
+        else:
+            scales, codes = _nvfp4_codes(values, amax, s_t)
     else:
         if tensor_scale is not None:
             raise ValueError(f"{fmt.name} has no tensor scale")
         s_t = np.float32(1)
-        scales, codes = _mx_codes(values, amax, fmt, scale_rule)
+        scales, codes = _mx_codes(values, amax, fmt, rule)
     k = np.shape(x)[-1]
     flat = codes.reshape(*values.shape[:-2], values.shape[-2] * fmt.block_size)
     return BlockTensor(fmt, flat[..., :k].copy(), scales, s_t)
@@ -180,24 +234,34 @@ def block_dequantize(t: BlockTensor, *, include_tensor_scale: bool = True) -> np
     return scaled.reshape(*t.shape[:-1], scaled.shape[-2] * t.fmt.block_size)[..., :k]
 
 
-def nvfp4_fake_quantize(x: Any, tensor_scale: float) -> tuple[np.ndarray, np.ndarray]:
+def nvfp4_fake_quantize(x: Any, tensor_scale: float, scale_rule: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``block_dequantize(t, include_tensor_scale=False)`` and the decoded block scales ``S_b`` of
-    ``t = block_quantize(x, "nvfp4", tensor_scale=tensor_scale)`` in one fused pass, never forming codes:
-    float32 (rows, K) and (rows, blocks) for float32 `x` (rows, K). Same bits as the two calls (spec 7.3);
-    the torch path's activations take it on the CPU. Raises ValueError on non-finite input or a tensor scale
-    that is not a finite float32 > 0.
+    ``t = block_quantize(x, "nvfp4", tensor_scale=tensor_scale, scale_rule=scale_rule)`` in one fused pass, never
+    forming codes: float32 (rows, K) and (rows, blocks) for float32 `x` (rows, K). Same bits as the two calls
+    (spec 7.3; under "4over6" the blocks whose float64 comparison is not certain are redone by the codec); the
+    torch path's activations take it on the CPU. Raises TypeError for another dtype or shape, ValueError on
+    non-finite input, a tensor scale that is not a finite float32 > 0 or a rule NVFP4 does not have.
     """
     values = to_numpy(x, "x")
     if values.dtype != np.float32 or values.ndim != 2:
         raise TypeError(f"x must be a float32 matrix (rows, K), got {values.dtype} of shape {values.shape}")
     values = np.ascontiguousarray(values)
+    rule = block_scale_rule(NVFP4, scale_rule)
     s_t = np.float64(_positive_float32(tensor_scale))
     out = np.empty_like(values)
     scales = np.empty((values.shape[0], NVFP4.blocks(values.shape[1])), np.float32)
-    kernel = kernels.nvfp4_fake_quant_kernel(values.size >= kernels.PARALLEL_MIN_SIZE)
+    parallel = values.size >= kernels.PARALLEL_MIN_SIZE
     grids = kernels.grid_params(NVFP4.scale), kernels.grid_params(ELEMENT)
-    if kernel(values, s_t, NVFP4.block_size, *grids, out, scales):
+    unsure = np.zeros(scales.shape if rule == FOUR_OVER_SIX else (0, 0), bool)
+    kernel = kernels.nvfp4_fake_quant_kernel(parallel, rule == FOUR_OVER_SIX)
+    bad = kernel(values, s_t, NVFP4.block_size, *grids, _CERTAIN, out, scales, unsure)
+    if bad:
         raise ValueError("x has non-finite values; block formats encode finite input only")
+    if rule == FOUR_OVER_SIX and unsure.any():  # near-ties: the codec's exact comparison, on those rows
+        rows = np.nonzero(unsure.any(-1))[0]
+        exact = block_quantize(values[rows], NVFP4, tensor_scale=np.float32(s_t), scale_rule=rule)
+        out[rows] = block_dequantize(exact, include_tensor_scale=False)
+        scales[rows] = decode(exact.scales, NVFP4.scale)
     return out, scales
 
 
@@ -265,8 +329,11 @@ def _unclamped_exponent(amax: np.ndarray, rule: str) -> np.ndarray:
     return floor
 
 
-def _nvfp4_codes(values: np.ndarray, amax: np.ndarray, s_t: np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """S = E4M3(amax / (6 s_t)) and q = E2M1(x / (S s_t)), each the exact quotient rounded once.
+def _nvfp4_codes(
+    values: np.ndarray, amax: np.ndarray, s_t: np.float32, target: float = ELEMENT_MAX
+) -> tuple[np.ndarray, np.ndarray]:
+    """S = E4M3(amax / (target s_t)) and q = E2M1(x / (S s_t)), each the exact quotient rounded once; `target` is
+    6 (NVFP4) or 4 (4over6's other candidate).
 
     Both quotients are formed in float64 from float32 operands: the divisor is
     exact there, and the quotient is never close enough to a rounding
@@ -274,12 +341,81 @@ def _nvfp4_codes(values: np.ndarray, amax: np.ndarray, s_t: np.float32) -> tuple
     across one (docs/spec.md 7.3). A zero scale gives zero codes.
     """
     s64 = np.float64(s_t)
-    scales = encode(amax.astype(np.float64) / (ELEMENT_MAX * s64), NVFP4.scale)
+    scales = encode(amax.astype(np.float64) / (target * s64), NVFP4.scale)
     divisor = decode(scales, NVFP4.scale).astype(np.float64) * s64
     safe = np.where(divisor > 0, divisor, 1.0)
     codes = encode(values.astype(np.float64) / safe[..., None], ELEMENT)
     codes[divisor == 0] = 0
     return scales, codes
+
+
+def _four_over_six_codes(
+    values: np.ndarray, amax: np.ndarray, s_t: np.float32, tile_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Four Over Six (spec 7.3): both candidates of every block (target 4 and 6), the one whose squared error over
+    the block (over its tile of `tile_rows` rows when 2-D) is strictly smaller; a tie keeps the 6 candidate."""
+    four = _nvfp4_codes(values, amax, s_t, FOUR_OVER_SIX_TARGET)
+    six = _nvfp4_codes(values, amax, s_t)
+    pick = _spread_tiles(_four_wins(values, (four, six), s_t, tile_rows), amax.shape[0] if tile_rows > 1 else 0)
+    return np.where(pick, four[0], six[0]), np.where(pick[..., None], four[1], six[1])
+
+
+def _four_wins(values: np.ndarray, candidates: tuple, s_t: np.float32, tile_rows: int) -> np.ndarray:
+    """bool per block (per tile when tile_rows > 1): E4 < E6 for `candidates` ((scales, codes) of the 4 and the 6
+    candidate), where E = sum_i (value(q_i) S s_t - x_i)^2 exactly.
+
+    E4 - E6 has the sign of D = (s_t S4^2 Q4 - 2 S4 C4) - (s_t S6^2 Q6 - 2 S6 C6), Q = sum q^2, C = sum q x
+    (the sum of x^2 cancels). D is formed in float64; its rounding error is below 2^-44.9 of T = the sum of
+    its terms' magnitudes (at most 256 products summed, then five operations), so where |D| > 2^-40 T its
+    sign is D's. Identical candidates tie; every other block is compared with exact fractions.
+    """
+    x = values.astype(np.float64)
+    s64 = np.float64(s_t)
+    terms = []
+    for scales, codes in candidates:
+        scale = decode(scales, NVFP4.scale).astype(np.float64)
+        q = decode(codes, ELEMENT).astype(np.float64)
+        products = q * x
+        square, cross, size = (
+            _tile_reduce(a, tile_rows, np.add) for a in ((q * q).sum(-1), products.sum(-1), np.abs(products).sum(-1))
+        )
+        scale = _tile_reduce(scale, tile_rows, np.maximum)  # one scale per tile: every row holds it
+        energy = s64 * (scale * scale) * square
+        terms.append((energy - 2 * scale * cross, energy + 2 * scale * size))
+    (d4, t4), (d6, t6) = terms
+    difference = d4 - d6
+    (scales4, codes4), (scales6, codes6) = candidates
+    same = _tile_reduce((scales4 == scales6) & (codes4 == codes6).all(-1), tile_rows, np.logical_and)
+    unsure = (np.abs(difference) <= _CERTAIN * (t4 + t6)) & ~same
+    wins = (difference < 0) & ~same
+    for index in zip(*np.nonzero(unsure), strict=True):
+        wins[index] = _four_wins_exactly(values, candidates, s_t, tile_rows, index)
+    return wins
+
+
+def _four_wins_exactly(values: np.ndarray, candidates: tuple, s_t: np.float32, tile_rows: int, index: tuple) -> bool:
+    """E4 < E6 for one block or tile (its index in _four_wins' result), in exact fractions."""
+    where = (slice(index[0] * tile_rows, (index[0] + 1) * tile_rows), index[1]) if tile_rows > 1 else index
+    x = [Fraction(float(v)) for v in np.ravel(values[where])]
+    errors = []
+    for scales, codes in candidates:
+        unit = Fraction(float(decode(np.ravel(scales[where])[:1], NVFP4.scale)[0])) * Fraction(float(s_t))
+        q = decode(np.ravel(codes[where]), ELEMENT)
+        errors.append(sum(((Fraction(float(v)) * unit - xi) ** 2 for v, xi in zip(q, x, strict=True)), Fraction(0)))
+    return errors[0] < errors[1]
+
+
+def _tile_reduce(a: np.ndarray, rows: int, op: np.ufunc) -> np.ndarray:
+    """(N, ...) -> (ceil(N / rows), ...): `op` over each run of `rows` rows (the last may be short); rows 1: a."""
+    if rows == 1:
+        return a
+    starts = np.arange(0, a.shape[0], rows)
+    return op.reduceat(a, starts, axis=0)
+
+
+def _spread_tiles(a: np.ndarray, n: int) -> np.ndarray:
+    """(ceil(n / 16), ...) -> (n, ...): each tile's entry repeated on its rows; n 0: a unchanged (1-D blocks)."""
+    return a if n == 0 else np.repeat(a, TILE_ROWS, axis=0)[:n]
 
 
 def _finite_float32(x: Any) -> np.ndarray:

@@ -29,11 +29,12 @@ from ..codec.blockscaled import (
     E8M0_BIAS,
     ELEMENT,
     ELEMENT_MAX,
-    MX_SCALE_RULES,
+    FOUR_OVER_SIX,
     BlockFormat,
     BlockTensor,
     block_dequantize,
     block_quantize,
+    block_scale_rule,
     get_block_format,
     mx_shared_exponent,
     nvfp4_fake_quantize,
@@ -57,25 +58,30 @@ class BlockLinearQuant:
         fmt: the block format of weights and activations.
         quantize_input: False for weight-only quantization (A = 16 bits).
         input_tensor_scale: NVFP4's static activation tensor scale (1 for MXFP4).
-        scale_rule: MXFP4's shared-exponent rule (MX_SCALE_RULES) for the weight and the activations.
+        scale_rule: the block scale rule (SCALE_RULES of fmt; None: the format's default) for the weight and the
+            activations (spec 7.2, 7.3).
+        block_2d: NVFP4 only: the weight in 16 x 16 tiles, one scale each (spec 7.3); activations keep 1 x 16.
     """
 
     fmt: BlockFormat
     quantize_input: bool
     input_tensor_scale: float = 1.0
-    scale_rule: str = MX_SCALE_RULES[0]
+    scale_rule: str | None = None
+    block_2d: bool = False
 
 
 @dataclass(frozen=True)
 class BlockEmbeddingQuant:
-    """The embedding table block-quantized along the hidden axis, one row per token, under `scale_rule` (MXFP4)."""
+    """The embedding table block-quantized along the hidden axis, one row per token, under `scale_rule` (None: the
+    format's default; 1 x B blocks, whatever the linear layers' tiles)."""
 
     fmt: BlockFormat
-    scale_rule: str = MX_SCALE_RULES[0]
+    scale_rule: str | None = None
 
 
 def calibrate_block_linear(channel_max: torch.Tensor | None, config: QuantConfig) -> BlockLinearQuant:
-    """Round-to-nearest needs nothing from the data but NVFP4's activation tensor scale: amax(x) / 2688.
+    """Round-to-nearest needs nothing from the data but NVFP4's activation tensor scale: amax(x) / 2688 (under
+    scale rule 4over6 amax(x) / 1536).
 
     channel_max: (in,) max |x| per input channel over the calibration tokens; None where not needed.
     """
@@ -83,8 +89,8 @@ def calibrate_block_linear(channel_max: torch.Tensor | None, config: QuantConfig
     quantize_input = config.activation_bits != UNQUANTIZED
     scale = 1.0
     if fmt.tensor_scale and quantize_input:
-        scale = float(nvfp4_tensor_scale(float(channel_max.max())))
-    return BlockLinearQuant(fmt, quantize_input, scale, config.scale_rule)
+        scale = float(nvfp4_tensor_scale(float(channel_max.max()), config.scale_rule))
+    return BlockLinearQuant(fmt, quantize_input, scale, config.scale_rule, config.block_2d)
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,15 +102,15 @@ class BlockLinear:
         input_format: the activations' block format, or None (weight-only).
         input_tensor_scale: float32 activation tensor scale (1 for MXFP4 and weight-only).
         bias: (out,) float32, or None.
-        input_scale_rule: the MXFP4 activations' shared-exponent rule (MX_SCALE_RULES, spec 7.2; "floor" for
-            NVFP4 and weight-only).
+        input_scale_rule: the activations' block scale rule (SCALE_RULES of input_format, spec 7.2, 7.3); None:
+            the format's default ("floor" MXFP4, "static_6" NVFP4), and always None for weight-only layers.
     """
 
     weight: BlockTensor
     input_format: BlockFormat | None
     input_tensor_scale: np.float32
     bias: torch.Tensor | None = None
-    input_scale_rule: str = MX_SCALE_RULES[0]
+    input_scale_rule: str | None = None
 
     def __post_init__(self) -> None:
         if self.input_format is not None and self.input_format != self.weight.fmt:
@@ -115,12 +121,11 @@ class BlockLinear:
         if (self.input_format is None or not self.input_format.tensor_scale) and scale != 1:
             raise ValueError(f"input_tensor_scale must be 1 without NVFP4 activations, got {scale}")
         object.__setattr__(self, "input_tensor_scale", scale)
-        mx_input = self.input_format is not None and not self.input_format.tensor_scale
-        if self.input_scale_rule not in MX_SCALE_RULES or (self.input_scale_rule != MX_SCALE_RULES[0] and not mx_input):
-            raise ValueError(
-                f"input_scale_rule {self.input_scale_rule!r} needs MXFP4 activations and one of "
-                f"{', '.join(MX_SCALE_RULES)}"
-            )
+        if self.input_format is None:
+            if self.input_scale_rule is not None:
+                raise ValueError(f"input_scale_rule {self.input_scale_rule!r} needs quantized activations")
+        else:
+            object.__setattr__(self, "input_scale_rule", block_scale_rule(self.input_format, self.input_scale_rule))
 
     @property
     def in_features(self) -> int:
@@ -133,12 +138,13 @@ class BlockLinear:
 
 def fold_block_linear(weight: torch.Tensor, quant: BlockLinearQuant, bias: torch.Tensor | None = None) -> BlockLinear:
     """The hardware form of a linear layer (weight (out, in), as nn.Linear holds it)."""
+    weight = weight.detach().float().cpu()
     return BlockLinear(
-        weight=block_quantize(weight.detach().float().cpu(), quant.fmt, scale_rule=quant.scale_rule),
+        weight=block_quantize(weight, quant.fmt, scale_rule=quant.scale_rule, block_2d=quant.block_2d),
         input_format=quant.fmt if quant.quantize_input else None,
         input_tensor_scale=np.float32(quant.input_tensor_scale),
         bias=None if bias is None else bias.detach().float().cpu(),
-        input_scale_rule=quant.scale_rule if quant.quantize_input else MX_SCALE_RULES[0],
+        input_scale_rule=quant.scale_rule if quant.quantize_input else None,
     )
 
 
@@ -231,23 +237,29 @@ def exact_product(a: torch.Tensor, w: torch.Tensor, float32: torch.Tensor) -> to
 
 
 def fake_quantize_blocks(
-    x: torch.Tensor, fmt: BlockFormat, tensor_scale: np.float32, scale_rule: str = MX_SCALE_RULES[0]
+    x: torch.Tensor, fmt: BlockFormat, tensor_scale: np.float32, scale_rule: str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``block_dequantize(block_quantize(x, fmt, tensor_scale=...), include_tensor_scale=False)`` for float32
-    `x` (rows, K) on x's device: the values ``value(q) * S_b`` (rows, K) and the block scales ``S_b`` (rows,
-    blocks). NVFP4 on the CPU takes the codec's fused kernel (nvfp4_fake_quantize) on a view of x (its
-    float64 quotients cost torch ops several times more there); the rest takes fake_quantize_blocks_ops
+    """``block_dequantize(block_quantize(x, fmt, tensor_scale=..., scale_rule=...), include_tensor_scale=False)``
+    for float32 `x` (rows, K) on x's device: the values ``value(q) * S_b`` (rows, K) and the block scales ``S_b``
+    (rows, blocks). NVFP4 on the CPU takes the codec's fused kernel (nvfp4_fake_quantize) on a view of x (its
+    float64 quotients cost torch ops several times more there), and so does NVFP4 under 4over6 on any device,
+    through the CPU (its exact error comparison has no torch form); the rest takes fake_quantize_blocks_ops
     (the same bits)."""
-    if fmt.tensor_scale and x.device.type == "cpu":
-        values, scales = nvfp4_fake_quantize(x.numpy(), tensor_scale)
-        return torch.from_numpy(values), torch.from_numpy(scales)
+    four_over_six = fmt.tensor_scale and block_scale_rule(fmt, scale_rule) == FOUR_OVER_SIX
+    if fmt.tensor_scale and (x.device.type == "cpu" or four_over_six):
+        values, scales = nvfp4_fake_quantize(x.detach().cpu().numpy(), tensor_scale, scale_rule)
+        return torch.from_numpy(values).to(x.device), torch.from_numpy(scales).to(x.device)
     return fake_quantize_blocks_ops(x, fmt, tensor_scale, scale_rule)
 
 
 def fake_quantize_blocks_ops(
-    x: torch.Tensor, fmt: BlockFormat, tensor_scale: np.float32, scale_rule: str = MX_SCALE_RULES[0]
+    x: torch.Tensor, fmt: BlockFormat, tensor_scale: np.float32, scale_rule: str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """fake_quantize_blocks in torch ops on any device. Non-finite input raises ValueError, as the codec does."""
+    """fake_quantize_blocks in torch ops on any device, for every rule but NVFP4's 4over6 (ValueError). Non-finite
+    input raises ValueError, as the codec does."""
+    scale_rule = block_scale_rule(fmt, scale_rule)
+    if scale_rule == FOUR_OVER_SIX:
+        raise ValueError("4over6 has no torch-ops form; fake_quantize_blocks takes it through the codec")
     rows, k = x.shape
     pad = -k % fmt.block_size
     blocks = (F.pad(x, (0, pad)) if pad else x).reshape(rows, -1, fmt.block_size)
@@ -264,7 +276,7 @@ def fake_quantize_blocks_ops(
 def _mxfp4_values(blocks: torch.Tensor, amax: torch.Tensor, rule: str) -> tuple[torch.Tensor, torch.Tensor]:
     """spec 7.2: E from amax's exponent bits, elements E2M1(x / 2^E) * 2^E (a power-of-two division: exact,
     except where it falls below FP32's normal range, and those values round to zero either way)."""
-    if rule == MX_SCALE_RULES[0]:  # OCP's floor in torch ops, on amax's device
+    if rule == "floor":  # OCP's floor in torch ops, on amax's device
         _, exponent = torch.frexp(amax)  # amax = f * 2^exponent, f in [0.5, 1)
         emax = math.floor(math.log2(ELEMENT_MAX))
         shared = torch.where(amax > 0, exponent - 1 - emax, -E8M0_BIAS).clamp(-E8M0_BIAS, E8M0_BIAS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..codec.blockscaled import MX_SCALE_RULES
+from ..codec.blockscaled import SCALE_RULES, block_scale_rule
 
 BLOCK_METHODS = ("mxfp4", "nvfp4")  # round-to-nearest block-scaled FP4 (docs/quantization.md, "Block formats")
 METHODS = ("minmax", "fpq-baseline", "fpq", *BLOCK_METHODS)
@@ -41,8 +41,11 @@ class QuantConfig:
             searched on the first search_tokens // window-length windows.
         quantize_attention: also quantize the inputs of Q K^T and P V at the activation bits, one scale per
             tensor (the paper does for BERT and ViT, not for LLaMA).
-        scale_rule: MXFP4's shared-exponent rule for weights, embedding and activations alike (MX_SCALE_RULES,
-            docs/spec.md 7.2): "floor" (OCP), "ceil", "even", "rceil"; other methods take "floor", the default.
+        scale_rule: the block formats' scale rule for weights, embedding and activations alike (SCALE_RULES,
+            docs/spec.md 7.2, 7.3); None, the default, is the format's own: MXFP4 "floor" (OCP), or "ceil",
+            "even", "rceil"; NVFP4 "static_6", or "4over6" (Four Over Six). LLM-FP4's methods take None.
+        block_2d: NVFP4's weights in 16 x 16 tiles, one scale each (docs/spec.md 7.3; the embedding and the
+            activations keep 1 x 16 blocks).
         seed: window sampling and token subsampling.
     """
 
@@ -57,7 +60,8 @@ class QuantConfig:
     calib_length: int = 2048
     search_tokens: int | None = 2048
     quantize_attention: bool = False
-    scale_rule: str = MX_SCALE_RULES[0]
+    scale_rule: str | None = None
+    block_2d: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -69,10 +73,13 @@ class QuantConfig:
             raise ValueError(f"{self.method} is a 4-bit format: bits must be one of {', '.join(BLOCK_BITS)}")
         if self.is_block and self.quantize_attention:
             raise ValueError(f"{self.method} quantizes the linear layers and the embedding, not the attention matmuls")
-        if self.scale_rule not in MX_SCALE_RULES:
-            raise ValueError(f"scale_rule must be one of {', '.join(MX_SCALE_RULES)}, got {self.scale_rule!r}")
-        if self.scale_rule != MX_SCALE_RULES[0] and self.method != "mxfp4":
-            raise ValueError(f"scale_rule {self.scale_rule} is an MXFP4 rule; {self.method} takes none")
+        if self.scale_rule is not None:
+            if not self.is_block:
+                rules = ", ".join(f"{name}: {' / '.join(rs)}" for name, rs in SCALE_RULES.items())
+                raise ValueError(f"scale_rule is a block format's ({rules}); {self.method} takes none")
+            block_scale_rule(self.method, self.scale_rule)  # ValueError: not this format's rule
+        if self.block_2d and self.method != "nvfp4":
+            raise ValueError(f"block_2d (16 x 16 weight tiles) is an NVFP4 option; {self.method} takes none")
         if not 0 < self.grid_low < self.grid_high or self.grid_points < 1 or self.rounds < 1:
             raise ValueError("need 0 < grid_low < grid_high, grid_points >= 1 and rounds >= 1")
         if (self.calib_samples is not None and self.calib_samples < 1) or self.calib_length < 2:

@@ -17,7 +17,7 @@ from ..models.perplexity import tokenize_text
 from ..models.sentence_transformers import read_sentence_transformer
 from .calibrate import calibrate_model, image_windows, model_calibration_windows, sentence_windows
 from .compressed.write import export_compressed_tensors
-from .config import EXPORT_FORMATS, QuantConfig
+from .config import EXPORT_FORMATS, UNQUANTIZED, QuantConfig
 from .export import check_target, export_quantized
 from .stages import StageTimes
 
@@ -56,12 +56,19 @@ def quantize_checkpoint(
     `offload_folder` go to accelerate (load_model) for models larger than one device.
     `times` receives the wall time of each stage (tokenize, load, forward passes, searches, export).
     `export_format`: "fp4sim" (fp4sim's own export) or "compressed-tensors" (vLLM's format, MXFP4 / NVFP4
-    only, a decoder or encoder of text; compressed.write); ValueError for another value or method.
+    only, a decoder or encoder of text; compressed.write); ValueError for another value or method, or for
+    compressed-tensors with 4over6 activations (a scheme the format cannot record).
     """
     if export_format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {export_format!r}; valid: {', '.join(EXPORT_FORMATS)}")
     if export_format == "compressed-tensors" and config.method not in ("mxfp4", "nvfp4"):
         raise ValueError(f"--export-format compressed-tensors takes --method mxfp4 or nvfp4, not {config.method}")
+    four_over_six_inputs = config.scale_rule == "4over6" and config.activation_bits != UNQUANTIZED
+    if export_format == "compressed-tensors" and four_over_six_inputs:
+        raise ValueError(
+            "--export-format compressed-tensors has no 4over6 activation scheme: export 4over6 weight-only "
+            "(--bits 4/4/16) or use --export-format fp4sim (docs/spec.md 7.8)"
+        )
     times = times or StageTimes()
     model_config = check_checkpoint(model_path, gguf_file)
     layout = None if gguf_location(model_path, gguf_file) else read_sentence_transformer(Path(model_path))

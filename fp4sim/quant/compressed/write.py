@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..._files import atomic_directory
-from ...codec.blockscaled import block_dequantize, block_quantize
+from ...codec.blockscaled import FOUR_OVER_SIX, block_dequantize, block_quantize, block_scale_rule
 from ..blockquant import BlockEmbeddingQuant, BlockLinearQuant, fold_block_linear
 from ..config import QuantConfig
 from ..export import plain_parameters, untied_config
@@ -35,8 +35,10 @@ def export_compressed_tensors(
 
     The embedding table (vLLM quantizes linear layers only) is stored as the float32 values of its block-quantized
     table, so the checkpoint computes what fp4sim's own export does. Raises CompressedTensorsError for an LLM-FP4
-    calibration (not a block format), a quantized module that is not nn.Linear (a patch convolution) or a layer
-    whose input width is not a multiple of the block size; the
+    calibration (not a block format), a quantized module that is not nn.Linear (a patch convolution), NVFP4 W4A4
+    under scale rule 4over6 (the format has no such activation scheme; 4over6 weights and 16 x 16 weight tiles
+    are ordinary NVFP4 codes and export as such) or a layer whose input width is not a multiple of the block
+    size; the
     target is checked by the caller (export.check_target); nothing is left on failure.
     """
     out = Path(out)
@@ -49,6 +51,12 @@ def export_compressed_tensors(
             if not isinstance(module, torch.nn.Linear):  # a ViT patch convolution: no compressed-tensors layout
                 raise CompressedTensorsError(
                     f"{name} is a {type(module).__name__}; compressed-tensors stores quantized linear layers only"
+                )
+            if quant.quantize_input and block_scale_rule(quant.fmt, quant.scale_rule) == FOUR_OVER_SIX:
+                raise CompressedTensorsError(
+                    f"{name}: compressed-tensors has no 4over6 activation scheme (a runtime would quantize these "
+                    "activations under NVFP4's static_6 rule); export 4over6 weight-only (--bits 4/4/16) or use "
+                    "--export-format fp4sim"
                 )
             weight, bias = module_parameters(module)
             layer = fold_block_linear(weight, quant, bias)

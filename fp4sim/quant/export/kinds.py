@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ...codec import decode, encode
-from ...codec.blockscaled import ELEMENT, MX_SCALE_RULES, BlockTensor, block_dequantize, block_quantize
+from ...codec.blockscaled import ELEMENT, BlockTensor, block_dequantize, block_quantize, block_scale_rule
 from ...models.checkpoint import onloaded
 from ..attention import STATE, AttentionQuant, FoldedAttention, MatmulQuant, use_fp4sim_attention
 from ..blockquant import BlockEmbeddingQuant, BlockLinear, BlockLinearQuant, fold_block_linear
@@ -123,19 +123,24 @@ def write_block_linear(module: Any, name: str, quant: BlockLinearQuant) -> tuple
     }
     inputs = None if layer.input_format is None else layer.input_format.name
     tensors, entry = _linear_record(name, layer, tensors, quant.fmt.name, inputs)
-    return tensors, {**entry, "input_scale_rule": layer.input_scale_rule}
+    weight_rule = block_scale_rule(quant.fmt, quant.scale_rule)  # the weight's rule and tiles: provenance only
+    rules = {"input_scale_rule": layer.input_scale_rule, "weight_scale_rule": weight_rule}
+    return tensors, {**entry, **rules, "weight_block_2d": quant.block_2d}
 
 
 def read_block_linear(model: Any, tensors: Tensors, name: str, entry: dict) -> None:
     weight = _block_tensor(tensors, name, {**entry, "shape": [entry["out_features"], entry["in_features"]]})
     input_format = None if entry["input_format"] is None else block_format_from_entry(entry["input_format"])
+    rule = entry.get("input_scale_rule")  # exports before 2026-12-01: none (floor); until the NVFP4 rules "floor"
+    if input_format is None or (rule == "floor" and input_format.tensor_scale):  # for every layer, NVFP4's too
+        rule = None
     try:
         layer = BlockLinear(
             weight=weight,
             input_format=input_format,
             input_tensor_scale=tensor(tensors, f"{name}.input_tensor_scale", torch.float32, ()).numpy(),
             bias=_bias(tensors, name, entry),
-            input_scale_rule=entry.get("input_scale_rule", MX_SCALE_RULES[0]),  # exports before 2026-12-01: floor
+            input_scale_rule=rule,
         )
     except ValueError as err:
         raise ExportError(f"{name}: {err}") from None

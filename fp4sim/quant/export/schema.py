@@ -111,7 +111,10 @@ def read_metadata(root: Path) -> dict:
 def _weight_only(metadata: dict) -> bool | None:
     """Whether the export's quant_config keeps activations in floating point; None when it cannot be read."""
     try:
-        return QuantConfig(**metadata["quant_config"]).activation_bits == UNQUANTIZED
+        config = dict(metadata["quant_config"])
+        if config.get("scale_rule") == "floor" and config.get("method") != "mxfp4":
+            config["scale_rule"] = None  # exports before 2026-12-01 recorded OCP's floor for every method
+        return QuantConfig(**config).activation_bits == UNQUANTIZED
     except (KeyError, TypeError, ValueError):
         return None
 
