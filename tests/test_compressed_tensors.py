@@ -400,6 +400,52 @@ def test_a_modelopt_checkpoint_takes_its_multipliers_as_they_are(source: Path, t
     assert simulate_model(model, "exact", perplexity_measure(ids, context=24, progress=False)).all_identical
 
 
+def _reciprocal(field: str):
+    """An edit storing every `field` as its float32 reciprocal: a compressed-tensors divisor where ModelOpt's
+    multiplier belongs."""
+
+    def edit(tensors: dict, config: dict) -> None:
+        for key in [k for k in tensors if k.endswith(f".{field}")]:
+            tensors[key] = torch.from_numpy((np.float32(1) / tensors[key].numpy()).astype(np.float32))
+
+    return edit
+
+
+MODELOPT_FAULTS = {  # edit, findings, a phrase the report must print
+    "clean": (lambda t, c: None, set(), "15 quantized tensors, 0 errors, 0 warnings"),
+    "divisor-weight-scale": (
+        _reciprocal("weight_scale_2"),
+        {("error", "global-scale")},
+        "read as the multiplier ModelOpt defines",
+    ),
+    "divisor-input-scale": (_reciprocal("input_scale"), {("warning", "global-scale")}, "input_scale = "),
+    "sign-bit": (lambda t, c: _set_scale(t, 0xB8), {("error", "scale-sign")}, "[scale-sign]"),
+    "swizzled": (_swizzled, {("error", "layout")}, "| swizzled |"),
+}
+
+
+@pytest.mark.parametrize("exported", ["nvfp4"], indirect=True)
+@pytest.mark.parametrize("fault", list(MODELOPT_FAULTS))
+def test_check_reads_modelopt_scales_as_multipliers(
+    fault: str, exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """ModelOpt's layout of the same checkpoint: the same amax under its multipliers as under compressed-tensors'
+    divisors, and each fault caught under ModelOpt's field names."""
+    edit, expected, phrase = MODELOPT_FAULTS[fault]
+    modelopt = _damaged(_modelopt_from(exported, tmp_path / "modelopt"), tmp_path, edit)
+    status, rules, out = _rules(modelopt, capsys)
+    assert rules == expected
+    assert status == (1 if any(severity == "error" for severity, _ in expected) else 0)
+    assert phrase in out
+    if fault == "clean":
+        assert f"| {LAYER} | nvfp4 | 32 x 32 | linear |" in out
+        as_compressed = {t.name: t for t in check_checkpoint(exported).tensors}
+        as_modelopt = {t.name: t for t in check_checkpoint(modelopt).tensors}
+        assert sorted(as_modelopt) == sorted(as_compressed)
+        for name, t in as_modelopt.items():  # the producer's own reading: the same weights, to g's float32 rounding
+            assert t.amax_multiplier == pytest.approx(as_compressed[name].amax_divisor, rel=2**-20)
+
+
 def test_other_modelopt_algorithms_are_refused(source: Path, tmp_path: Path) -> None:
     out = tmp_path / "fp8"
     shutil.copytree(source, out)

@@ -1,16 +1,20 @@
-"""``fp4sim check``: how a compressed-tensors FP4 checkpoint reads, and where runtimes could read it differently.
+"""``fp4sim check``: how a compressed-tensors or ModelOpt FP4 checkpoint reads, and where runtimes could read it
+differently.
 
-Every quantized tensor (a ``*.weight_packed``) is decoded under both readings
-a runtime could take and the checkpoint's encoding is checked against
-docs/spec.md 7.8. Errors (the checkpoint is wrong, or no runtime reads it as
-written): scale codes with the sign bit or the NaN code, a scale tensor in the
-swizzled layout or in neither layout, an input width that is not a whole
-number of blocks, a weight global scale below 1 (a multiplier ``s_t`` stored
-where the divisor ``g`` belongs: the scales cap ``max |value(q) S_b|`` at
-2688, so a divisor below 1 would mean weights beyond 2688), tied embeddings
-stored twice with different values. Warnings (legal, but read differently by
-different producers): all-zero blocks with a nonzero scale, an activation
-global scale below 1.
+Every quantized tensor (compressed-tensors' ``*.weight_packed``, ModelOpt's
+uint8 ``*.weight``) is decoded under both readings a runtime could take and
+the checkpoint's encoding is checked against docs/spec.md 7.8. Errors (the
+checkpoint is wrong, or no runtime reads it as written): scale codes with the
+sign bit or the NaN code, a scale tensor in the swizzled layout or in neither
+layout, an input width that is not a whole number of blocks, a weight
+per-tensor scale on the wrong side of 1 for its producer's convention (a
+compressed-tensors divisor ``g`` below 1, a ModelOpt multiplier ``s_t`` above
+1: the block scales cap ``max |value(q) S_b|`` at 2688, so either means a
+tensor amax beyond 2688, what the other convention's value stored in its
+place looks like), tied embeddings stored twice with different values.
+Warnings (legal, but read differently by different producers): all-zero
+blocks with a nonzero scale, an activation per-tensor scale on the wrong side
+of 1.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,12 +30,29 @@ import torch
 from ...codec import decode
 from ...codec.blockscaled import MXFP4, NVFP4, BlockFormat
 from .codec import FORMAT_NAMES, SCALE_DTYPES
+from .modelopt import modelopt_config
 from .read import read_tensors
 
 TILE_ROWS, TILE_COLUMNS = 128, 4  # the swizzled layout's tile: 128 rows x 4 scale columns (cuBLAS, TensorRT-LLM)
 E4M3_SIGN, E4M3_NAN = 0x80, 0x7F
 E8M0_NAN = 0xFF
 NVFP4_RANGE = 6 * 448
+
+
+class Convention(NamedTuple):
+    """How a producer names a quantized layer's tensors and which way its per-tensor scales go (spec 7.8)."""
+
+    producer: str
+    packed: str  # the packed E2M1 codes, uint8
+    weight_scale: str  # the weight's per-tensor scale
+    input_scale: str  # the activations'
+    divisor: bool  # True: g = 2688 / amax, values are value(q) S_b / g; False: s_t = amax / 2688, times s_t
+
+
+COMPRESSED_TENSORS = Convention(
+    "compressed-tensors", "weight_packed", "weight_global_scale", "input_global_scale", True
+)
+MODELOPT = Convention("ModelOpt", "weight", "weight_scale_2", "input_scale", divisor=False)
 
 
 @dataclass
@@ -98,32 +120,41 @@ class CheckReport:
 
 
 def check_checkpoint(path: str | Path) -> CheckReport:
-    """Check the compressed-tensors checkpoint directory `path` (docs/spec.md 7.8).
+    """Check the compressed-tensors or ModelOpt (hf_quant_config.json) checkpoint directory `path` (spec 7.8).
 
     Raises FileNotFoundError / ValueError for a directory without a readable config.json or safetensors file.
     """
     root = Path(path)
     config_file = root / "config.json"
     if not config_file.is_file():
-        raise FileNotFoundError(f"{root} has no config.json; pass a compressed-tensors checkpoint directory")
+        raise FileNotFoundError(
+            f"{root} has no config.json; pass a compressed-tensors or ModelOpt checkpoint directory"
+        )
     config = json.loads(config_file.read_text())
     findings: list[Finding] = []
-    fmt = _configured_format(config.get("quantization_config"), findings)
+    modelopt = modelopt_config(root)
+    convention = COMPRESSED_TENSORS if modelopt is None else MODELOPT
+    if modelopt is None:
+        fmt = _configured_format(config.get("quantization_config"), findings)
+    else:
+        fmt = _modelopt_format(modelopt, findings)
     tensors = read_tensors(root)
     reports = [
-        check_tensor(key.removesuffix(".weight_packed"), tensors, fmt)
-        for key in sorted(tensors)
-        if key.endswith(".weight_packed")
+        check_tensor(name, tensors, fmt, convention)
+        for name in sorted(key.removesuffix(f".{convention.packed}") for key in tensors)
+        if _is_packed(tensors, name, convention)
     ]
     if config.get("tie_word_embeddings"):
-        findings += _tied_copies(tensors, fmt)
+        findings += _tied_copies(tensors, fmt, convention)
     return CheckReport(str(root), reports, findings)
 
 
-def check_tensor(name: str, tensors: dict[str, torch.Tensor], fmt: BlockFormat | None) -> TensorReport:
-    """Decode and check the quantized weight of module `name`; `fmt` is the configured format (None: infer it
-    from the stored scale dtype)."""
-    packed = tensors[f"{name}.weight_packed"]
+def check_tensor(
+    name: str, tensors: dict[str, torch.Tensor], fmt: BlockFormat | None, convention: Convention = COMPRESSED_TENSORS
+) -> TensorReport:
+    """Decode and check the quantized weight of module `name`, stored as `convention` says; `fmt` is the configured
+    format (None: infer it from the stored scale dtype)."""
+    packed = tensors[f"{name}.{convention.packed}"]
     scale = tensors.get(f"{name}.weight_scale")
     rows, k = packed.shape[0], 2 * packed.shape[1]
     if fmt is None:
@@ -165,7 +196,7 @@ def check_tensor(name: str, tensors: dict[str, torch.Tensor], fmt: BlockFormat |
     scaled = np.abs(blocks * np.where(valid, decode(codes, fmt.scale), 0.0)[..., None]).max(initial=0.0)
     report.amax_divisor = report.amax_multiplier = float(scaled)
     if fmt.tensor_scale:
-        _global_scales(name, tensors, float(scaled), report)
+        _global_scales(name, tensors, float(scaled), report, convention)
     return report
 
 
@@ -201,6 +232,23 @@ def _configured_format(quantization: object, findings: list[Finding]) -> BlockFo
         findings.append(Finding("warning", "config", f"format {named!r}: each tensor's format is read from its scales"))
         return None
     return by_name[named]
+
+
+def _modelopt_format(quantization: dict, findings: list[Finding]) -> BlockFormat | None:
+    """NVFP4 for a ModelOpt NVFP4 export (its only FP4 algorithm); None, with an error, for another."""
+    algorithm, group = quantization.get("quant_algo"), quantization.get("group_size", NVFP4.block_size)
+    if algorithm != "NVFP4" or group != NVFP4.block_size:
+        findings.append(
+            Finding("error", "config", f"ModelOpt quant_algo {algorithm!r}, group_size {group!r}: not NVFP4 (16)")
+        )
+        return None
+    return NVFP4
+
+
+def _is_packed(tensors: dict[str, torch.Tensor], name: str, convention: Convention) -> bool:
+    """Whether module `name` stores packed FP4 codes: uint8 (ModelOpt's ``weight`` is also a float layer's name)."""
+    stored = tensors.get(f"{name}.{convention.packed}")
+    return stored is not None and stored.dtype == torch.uint8
 
 
 def _layout(codes: np.ndarray, linear: tuple[int, int], findings: list[Finding]) -> tuple[str, np.ndarray | None]:
@@ -255,45 +303,57 @@ def _element_values(packed: torch.Tensor) -> np.ndarray:
     return unpack_fp4_from_uint8(packed, packed.shape[0], 2 * packed.shape[1], dtype=torch.float32).numpy()
 
 
-def _global_scales(name: str, tensors: dict[str, torch.Tensor], scaled: float, report: TensorReport) -> None:
-    """NVFP4: read the weight global scale as the divisor compressed-tensors defines and as a multiplier."""
-    stored = tensors.get(f"{name}.weight_global_scale")
+def _beyond_range(value: float, convention: Convention) -> bool:
+    """Whether a per-tensor scale stored under `convention` means a tensor amax beyond 2688 (spec 7.8)."""
+    return value < 1 if convention.divisor else value > 1
+
+
+def _global_scales(
+    name: str, tensors: dict[str, torch.Tensor], scaled: float, report: TensorReport, convention: Convention
+) -> None:
+    """NVFP4: read the weight's per-tensor scale as a divisor (compressed-tensors' g) and as a multiplier
+    (ModelOpt's s_t); an error where the producer's own reading puts the tensor amax beyond 2688."""
+    field = convention.weight_scale
+    stored = tensors.get(f"{name}.{field}")
     if stored is None or stored.numel() != 1 or not (np.isfinite(g := float(stored.float().reshape(()))) and g > 0):
-        report.findings.append(
-            Finding("error", "global-scale", "weight_global_scale is missing or not one finite g > 0")
-        )
+        report.findings.append(Finding("error", "global-scale", f"{field} is missing or not one finite value > 0"))
         return
     report.global_scale = g
     report.amax_divisor, report.amax_multiplier = scaled / g, scaled * g
-    if g < 1:
+    if convention.divisor:
+        meant, other, read, misread = "divisor", "multiplier", report.amax_divisor, report.amax_multiplier
+        stored_as, belongs = f"s_t = amax / {NVFP4_RANGE}", f"g = {NVFP4_RANGE} / amax"
+    else:
+        meant, other, read, misread = "multiplier", "divisor", report.amax_multiplier, report.amax_divisor
+        stored_as, belongs = f"g = {NVFP4_RANGE} / amax", f"s_t = amax / {NVFP4_RANGE}"
+    if _beyond_range(g, convention):
         report.findings.append(
             Finding(
                 "error",
                 "global-scale",
-                f"g = {g:.6g} < 1: read as the divisor compressed-tensors defines (block scale S_b / g) the "
-                f"weights reach {report.amax_divisor:.6g}, beyond the {NVFP4_RANGE} the scales allow; read as a "
-                f"multiplier they reach "
-                f"{report.amax_multiplier:.6g}. It looks like s_t = amax / {NVFP4_RANGE} stored where g = "
-                f"{NVFP4_RANGE} / amax belongs",
+                f"{field} = {g:.6g} {'<' if convention.divisor else '>'} 1: read as the {meant} "
+                f"{convention.producer} defines, the weights reach {read:.6g}, a tensor amax beyond the "
+                f"{NVFP4_RANGE} this scale is set from; read as a {other} they reach {misread:.6g}. It looks like "
+                f"{stored_as} stored where {belongs} belongs",
             )
         )
-    stored_input = tensors.get(f"{name}.input_global_scale")
+    stored_input = tensors.get(f"{name}.{convention.input_scale}")
     g_input = None if stored_input is None else float(stored_input.float().max())
-    if g_input is not None and g_input < 1:
+    if g_input is not None and _beyond_range(g_input, convention):
         report.findings.append(
             Finding(
                 "warning",
                 "global-scale",
-                f"input_global_scale = {g_input:.6g} < 1: activations beyond {NVFP4_RANGE}, or "
-                "a multiplier stored where the divisor belongs",
+                f"{convention.input_scale} = {g_input:.6g} {'<' if convention.divisor else '>'} 1: activations "
+                f"beyond {NVFP4_RANGE}, or a {other} stored where the {meant} belongs",
             )
         )
 
 
-def _tied_copies(tensors: dict[str, torch.Tensor], fmt: BlockFormat | None) -> list[Finding]:
+def _tied_copies(tensors: dict[str, torch.Tensor], fmt: BlockFormat | None, convention: Convention) -> list[Finding]:
     """Tied embeddings (config.json) stored as two tensors whose values differ: a runtime that ties them keeps one."""
-    head = _dequantized(tensors, "lm_head", fmt)
-    table = _dequantized(tensors, "model.embed_tokens", fmt)
+    head = _dequantized(tensors, "lm_head", fmt, convention)
+    table = _dequantized(tensors, "model.embed_tokens", fmt, convention)
     # equal up to the float32 roundings of the global scale (an NVFP4 table stored in float, its head quantized)
     if head is None or table is None or (head.shape == table.shape and np.allclose(head, table, rtol=2**-20, atol=0)):
         return []
@@ -307,16 +367,20 @@ def _tied_copies(tensors: dict[str, torch.Tensor], fmt: BlockFormat | None) -> l
     ]
 
 
-def _dequantized(tensors: dict[str, torch.Tensor], name: str, fmt: BlockFormat | None) -> np.ndarray | None:
-    """Module `name`'s weight as float32 (a quantized one decoded with g a divisor), or None if not stored or
-    undecodable (its own findings say why)."""
-    if f"{name}.weight" in tensors:
-        return tensors[f"{name}.weight"].float().numpy()
-    if f"{name}.weight_packed" not in tensors or check_tensor(name, tensors, fmt).findings:
+def _dequantized(
+    tensors: dict[str, torch.Tensor], name: str, fmt: BlockFormat | None, convention: Convention
+) -> np.ndarray | None:
+    """Module `name`'s weight as float32 (a quantized one decoded with its per-tensor scale read as `convention`
+    says), or None if not stored or undecodable (its own findings say why)."""
+    if not _is_packed(tensors, name, convention):
+        return tensors[f"{name}.weight"].float().numpy() if f"{name}.weight" in tensors else None
+    if check_tensor(name, tensors, fmt, convention).findings:
         return None
     block = NVFP4 if tensors[f"{name}.weight_scale"].dtype == torch.float8_e4m3fn else MXFP4
-    elements = _element_values(tensors[f"{name}.weight_packed"])
+    elements = _element_values(tensors[f"{name}.{convention.packed}"])
     codes = tensors[f"{name}.weight_scale"].view(torch.uint8).numpy()
     values = elements.reshape(*codes.shape, block.block_size) * decode(codes, block.scale)[..., None]
-    divisor = float(tensors[f"{name}.weight_global_scale"]) if block.tensor_scale else 1.0
-    return (values / divisor).reshape(elements.shape).astype(np.float32)
+    if block.tensor_scale:
+        stored = float(tensors[f"{name}.{convention.weight_scale}"])
+        values = values / stored if convention.divisor else values * stored
+    return values.reshape(elements.shape).astype(np.float32)
