@@ -21,6 +21,7 @@ from test_cosim_tiles import quantize_bundled
 import fp4sim.e2e.cosim
 from fp4sim.cli import main
 from fp4sim.e2e.cosim import DATA_ENV, RESULT_ENV, run_cosim
+from fp4sim.e2e.rtl_forward import forward_on_rtl
 from fp4sim.hw.fp4_block_array import BlockArrayInputs, BlockArrayOutputs, BlockTile, collect_block_tiles
 from fp4sim.quant.config import QuantConfig
 from fp4sim.rtlsim.block_array_driver import play_block
@@ -102,3 +103,22 @@ def test_cosim_command_on_a_block_export(block_export: tuple, tmp_path: Path, ca
     out = capsys.readouterr().out
     assert out.count("through rtl/fp4_block_array.sv") == 2 and "aligned_truncate:35" in out
     assert out.count("4 outputs vs fp4sim.block_gemm, all bit-identical") == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("accum", ["exact", "aligned_truncate:35"])
+def test_bundled_model_block_forward_on_the_rtl(block_export: tuple, accum: str) -> None:
+    """An 8-token forward with all 29 block-quantized linear layers on a 4 x 4 Verilated fp4_block_array (bulk
+    player): every layer bit-identical to fp4sim.block_gemm under `accum` and to the reference path (torch when
+    exact, else the simulator under `accum`), and so the logits (the short variant of `fp4sim cosim --forward`)."""
+    _, model, ids, _ = block_export
+    result = forward_on_rtl(model, ids[:8], rows=4, cols=4, simulator="verilator", accum=accum)
+    assert [run.layer for run in result.layers][-1] == "lm_head" and len(result.layers) == 29
+    assert all(run.array_mismatches == 0 and run.torch_mismatches == 0 for run in result.layers)
+    assert result.logits_count == 8 * model.config.vocab_size and result.logits_mismatches == 0
+    assert result.perplexity_rtl == result.perplexity_torch and result.passed
+    q_proj, down_proj = result.layers[0], result.layers[6]
+    assert q_proj.shape == (8, 256, 256) and down_proj.shape == (8, 688, 256)
+    assert q_proj.cycles == 1 + (8 // 4) * (256 // 4) * (256 // 16) + 4 + 4 + 2  # reset, tiles x K groups, drain
+    assert down_proj.cycles == 1 + (8 // 4) * (256 // 4) * 43 + 4 + 4 + 2  # 688 = 43 groups, the last block ragged
+    assert all(module.backend == "torch" for module in model.modules() if hasattr(module, "backend"))  # restored

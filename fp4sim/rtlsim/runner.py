@@ -207,8 +207,7 @@ def tb_block_config() -> BlockConfig:
 
 
 BLOCK_ARRAY_ACCUMS = (
-    "exact or aligned_truncate:N[:G] (1 <= N <= 48; G a multiple of 16, default 64; N + 12 + bitlength(G/16 + 1) "
-    "<= 63)"
+    "exact or aligned_truncate:N[:G] (1 <= N <= 48; G a multiple of 16, default 64; N + 12 + bitlength(G/16 + 1) <= 63)"
 )
 
 
