@@ -241,6 +241,8 @@ def test_simulate_and_cosim_commands_on_a_block_export(block_export, tmp_path: P
         assert err.endswith(f"got {accum.split(',')[-1]!r}")
     assert main([*cosim, "--layer", "model.layers.0.mlp"]) == 2
     assert "not a quantized linear layer of this export; choose one of model.layers.0" in capsys.readouterr().err
+    assert main([*cosim, "--forward", "--tokens", "4", "--accum", "exact,aligned_truncate:35"]) == 2
+    assert "--forward runs one accumulation model" in capsys.readouterr().err
 
 
 def broken_copy(out: Path, target: Path, tensors_edit: Callable | None, metadata_edit: Callable | None) -> Path:

@@ -14,8 +14,10 @@ An MXFP4 / NVFP4 export's BlockQuantizedLinear layers run the same way on
 input block-quantized as the layer does at run time (spec 7.6), the GEMM
 scheduled as spec 8.8 says, the array's FP32 result times NVFP4's tensor
 scales (the epilogue outside the array) equal to ``fp4sim.block_gemm`` bit
-for bit, then the bias; exact accumulation (8.4), the model the torch path
-computes.
+for bit under the run's accumulation model, then the bias. In ``exact``
+(8.4) each layer's output and the logits are checked against the torch
+path; under ``aligned_truncate:N[:G]`` (8.5), which the torch path does not
+compute, against the golden simulator under the same model.
 
 When the export quantizes the attention matmuls (spec 6.3), Q K^T and P V
 run the same way: both operands encoded with their per-tensor scales, no
