@@ -19,7 +19,7 @@ module fp4_block_array_player #(
 );
   localparam RB = (ROWS > 1) ? $clog2(ROWS) : 1;
 
-  logic clk = 1'b0;
+`include "fp4_player_io.svh"
   logic rst, in_valid, in_last;
   logic [2:0] control;
   logic [ROWS*64-1:0] a_in;
@@ -40,21 +40,12 @@ module fp4_block_array_player #(
 
   assign {rst, in_valid, in_last} = control;
 
-  string stimulus_path, pulses_path;
-  integer stimulus, pulses, edges, count, c;
+  integer c;
 
   initial begin
-    if (!$value$plusargs("stimulus=%s", stimulus_path) || !$value$plusargs("pulses=%s", pulses_path))
-      $fatal(1, "usage: +stimulus=FILE +pulses=FILE");
-    stimulus = $fopen(stimulus_path, "r");
-    pulses = $fopen(pulses_path, "w");
-    if (stimulus == 0 || pulses == 0) $fatal(1, "cannot open %s or %s", stimulus_path, pulses_path);
-    edges = 0;
-    count = 0;
+    open_files();
     while ($fscanf(stimulus, "%h %h %h %h %h", control, a_scale, a_in, w_scale, w_in) == 5) begin
-      #1 clk = 1'b1;  // rising edge `edges`: the registers take this line's inputs
-      #1 clk = 1'b0;
-      edges = edges + 1;  // what edge `edges` would sample, as the cocotb driver reads it
+      clock_edge();
       if ($isunknown(out_valid) || $isunknown(out_row) || $isunknown(out_data))
         $fatal(1, "X/Z on the outputs at edge %0d", edges);
       if (|out_valid) begin
@@ -67,9 +58,6 @@ module fp4_block_array_player #(
         end
       end
     end
-    $fclose(stimulus);
-    $fclose(pulses);
-    $display("fp4_block_array_player: %0d edges, %0d pulses", edges, count);
-    $finish;
+    close_files("fp4_block_array_player");
   end
 endmodule

