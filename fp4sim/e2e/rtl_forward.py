@@ -255,20 +255,20 @@ def forward_on_rtl(
     backends = {name: (m.backend, m.accum) for name, m in layers.items()}
     for module in layers.values():  # the reference each layer's output is checked against
         module.set_backend("torch" if accum == "exact" else "simulator", accum)
-    start = time.perf_counter()
     try:
-        with torch.no_grad():
-            logits_rtl = model(ids[None]).logits.float()
+        start = time.perf_counter()
+        try:
+            with torch.no_grad():
+                logits_rtl = model(ids[None]).logits.float()
+        finally:
+            for handle in handles:
+                handle.remove()
+            for module in attention.values():
+                setattr(module, STATE, replace(getattr(module, STATE), on_matmul=None))
         result.wall_seconds = time.perf_counter() - start
-        for handle in handles:
-            handle.remove()
         with torch.no_grad():
             logits_torch = model(ids[None]).logits.float()
     finally:
-        for handle in handles:
-            handle.remove()
-        for module in attention.values():
-            setattr(module, STATE, replace(getattr(module, STATE), on_matmul=None))
         for name, module in layers.items():
             module.set_backend(*backends[name])
     result.logits_count = logits_rtl.numel()
