@@ -9,7 +9,6 @@ bundled model's MXFP4 and NVFP4 exports through it: down_proj, K = 688, not a mu
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from test_cosim_tiles import quantize_bundled
 
 import fp4sim.e2e.cosim
 from fp4sim.cli import main
-from fp4sim.e2e.cosim import DATA_ENV, RESULT_ENV, run_cosim
+from fp4sim.e2e.cosim import DATA_ENV, judge_tiles, run_cosim
 from fp4sim.e2e.rtl_forward import forward_on_rtl
 from fp4sim.hw.fp4_block_array import BlockArrayInputs, BlockArrayOutputs, BlockTile, collect_block_tiles
 from fp4sim.quant.config import QuantConfig
@@ -46,12 +45,7 @@ async def model_tiles(dut) -> None:
         mismatches = int((y.view(np.uint32) != expected).sum())
     except RuntimeError:  # a PE pulsed too often or too rarely: nothing can be matched to its tile
         mismatches = int(expected.size)
-    Path(os.environ[RESULT_ENV]).write_text(
-        json.dumps({"outputs": int(expected.size), "mismatches": mismatches, "pulses": len(pulses)})
-    )
-    golden = sorted(map(tuple, data["golden"].T.tolist()))
-    assert pulses == golden, "output pulses (edge, row, col, bits) differ from the cycle-accurate model"
-    assert mismatches == 0, f"{mismatches} of {expected.size} outputs differ from block_gemm"
+    judge_tiles(pulses, data, mismatches, "fp4sim.block_gemm")
     dut._log.info("%d tiles, %d outputs match block_gemm; %d pulses on the model's edges", count, y.size, len(pulses))
 
 

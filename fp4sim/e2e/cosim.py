@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,18 @@ class CosimResult:
     @property
     def passed(self) -> bool:
         return self.mismatches == 0 and "FAIL=0" in self.summary
+
+
+def judge_tiles(pulses: list[tuple[int, int, int, int]], data: Any, mismatches: int, reference: str) -> None:
+    """Inside a cosim bench (tb/test_cosim_tiles.py, tb/test_cosim_block_tiles.py): write what was compared to the
+    file run_cosim reads (RESULT_ENV), then assert that the sorted (edge, row, col, bits) `pulses` equal the
+    cycle-accurate model's in `data` (the .npz run_cosim wrote) and that no output differed from `reference`."""
+    size = int(data["expected"].size)
+    counts = {"outputs": size, "mismatches": mismatches, "pulses": len(pulses)}
+    Path(os.environ[RESULT_ENV]).write_text(json.dumps(counts))
+    golden = sorted(map(tuple, data["golden"].T.tolist()))
+    assert pulses == golden, "output pulses (edge, row, col, bits) differ from the cycle-accurate model"
+    assert mismatches == 0, f"{mismatches} of {size} outputs differ from {reference}"
 
 
 def layer_input(model: Any, layer: str, ids: torch.Tensor) -> torch.Tensor:
