@@ -26,7 +26,7 @@ module fp4_array_player #(
   localparam SW = fp4_pkg::shift_port_bits(SHIFT_BITS);
   localparam OW = 1 + OUT_EBITS + OUT_MBITS;
 
-  logic clk = 1'b0;
+`include "fp4_player_io.svh"
   logic rst, in_valid, in_last;
   logic [2:0] control;
   logic [ROWS*NA-1:0] a_in;
@@ -46,21 +46,12 @@ module fp4_array_player #(
 
   assign {rst, in_valid, in_last} = control;
 
-  string stimulus_path, pulses_path;
-  integer stimulus, pulses, edges, count, pe;
+  integer pe;
 
   initial begin
-    if (!$value$plusargs("stimulus=%s", stimulus_path) || !$value$plusargs("pulses=%s", pulses_path))
-      $fatal(1, "usage: +stimulus=FILE +pulses=FILE");
-    stimulus = $fopen(stimulus_path, "r");
-    pulses = $fopen(pulses_path, "w");
-    if (stimulus == 0 || pulses == 0) $fatal(1, "cannot open %s or %s", stimulus_path, pulses_path);
-    edges = 0;
-    count = 0;
+    open_files();
     while ($fscanf(stimulus, "%h %h %h %h", control, s_in, w_in, a_in) == 4) begin
-      #1 clk = 1'b1;  // rising edge `edges`: the registers take this line's inputs
-      #1 clk = 1'b0;
-      edges = edges + 1;  // what edge `edges` would sample, as the cocotb driver reads it
+      clock_edge();
       // Two calls: Icarus 11's $isunknown of the concatenation reports X where there is none.
       if ($isunknown(out_valid) || $isunknown(out_data)) $fatal(1, "X/Z on the outputs at edge %0d", edges);
       if (|out_valid) begin
@@ -72,9 +63,6 @@ module fp4_array_player #(
         end
       end
     end
-    $fclose(stimulus);
-    $fclose(pulses);
-    $display("fp4_array_player: %0d edges, %0d pulses", edges, count);
-    $finish;
+    close_files("fp4_array_player");
   end
 endmodule

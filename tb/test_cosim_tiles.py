@@ -7,15 +7,13 @@ the stream and writes what it compared to a JSON file for the command to report.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import cocotb
 import numpy as np
 import pytest
 
-from fp4sim.e2e.cosim import DATA_ENV, RESULT_ENV, run_cosim
+from fp4sim.e2e.cosim import DATA_ENV, judge_tiles, run_cosim
 from fp4sim.e2e.rtl_forward import forward_on_rtl
 from fp4sim.hw.fp4_array import ArrayInputs
 from fp4sim.models.checkpoint import DEFAULT_MODEL
@@ -41,23 +39,18 @@ async def model_tiles(dut) -> None:
             got[seen[row, col], row, col] = bits
         seen[row, col] += 1
     mismatches = int((got != expected).sum()) + int(np.abs(seen - len(expected)).sum())
-    Path(os.environ[RESULT_ENV]).write_text(
-        json.dumps({"outputs": int(expected.size), "mismatches": mismatches, "pulses": len(pulses)})
-    )
-    golden = sorted(map(tuple, data["golden"].T.tolist()))
-    assert pulses == golden, "output pulses (edge, row, col, bits) differ from the cycle-accurate model"
-    assert mismatches == 0, f"{mismatches} outputs differ from fp4sim.gemm"
+    judge_tiles(pulses, data, mismatches, "fp4sim.gemm")
     dut._log.info(
         "%d tiles, %d outputs match fp4sim.gemm; %d pulses on the model's edges", len(got), got.size, len(pulses)
     )
 
 
 def quantize_bundled(tmp_path_factory: pytest.TempPathFactory, config: QuantConfig) -> tuple:
-    """The bundled model quantized by `config` and 64 tokens of its validation text."""
+    """The bundled model quantized by `config`, 64 tokens of its validation text, and the export's directory."""
     text = (DEFAULT_MODEL.parent / "shakespeare" / "valid.txt").read_text(encoding="utf-8")
     export = quantize_checkpoint(DEFAULT_MODEL, text, config, tmp_path_factory.mktemp("q") / "export", progress=False)
     model, tokenizer, _ = load_export(export)
-    return model, tokenize_text(tokenizer, text)[:64]
+    return model, tokenize_text(tokenizer, text)[:64], export
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +68,7 @@ def bundled_export_attention(tmp_path_factory: pytest.TempPathFactory) -> tuple:
 @pytest.mark.slow
 def test_bundled_model_tiles_through_the_rtl(bundled_export: tuple, simulator: str) -> None:
     """Two 4 x 4 tiles (K = 688) of the bundled model's down_proj, fpq 4/4/4, through the Verilog array."""
-    model, ids = bundled_export
+    model, ids, _ = bundled_export
     result = run_cosim(model, "model.layers.1.mlp.down_proj", ids, tiles=2, simulator=simulator)
     assert result.passed and result.outputs == 2 * 16 and result.pulses == 2 * 16
     assert result.edges > 2 * 688  # the layer's full K streamed per tile
@@ -86,7 +79,7 @@ def test_bundled_model_forward_on_the_rtl(bundled_export: tuple) -> None:
     """A 16-token forward with all 29 quantized linear layers on a 4 x 4 Verilated array (bulk player): every
     layer bit-identical to fp4sim.gemm and to the torch path, and so the logits (the short variant of
     `fp4sim cosim --forward`)."""
-    model, ids = bundled_export
+    model, ids, _ = bundled_export
     result = forward_on_rtl(model, ids[:16], rows=4, cols=4, simulator="verilator")
     assert [run.layer for run in result.layers][-1] == "lm_head" and len(result.layers) == 29
     assert all(run.array_mismatches == 0 and run.torch_mismatches == 0 for run in result.layers)
@@ -102,7 +95,7 @@ def test_bundled_model_attention_on_the_rtl(bundled_export_attention: tuple) -> 
     """With the attention matmuls quantized, a 4-token forward on a 4 x 4 Verilated array: Q K^T and P V of every
     layer, one GEMM per head stitched into one run, bit-identical to fp4sim.gemm and to the torch path, beside the
     29 linear layers, and so the logits."""
-    model, ids = bundled_export_attention
+    model, ids, _ = bundled_export_attention
     result = forward_on_rtl(model, ids[:4], rows=4, cols=4, simulator="verilator")
     attention = [run for run in result.layers if run.layer.endswith((".scores", ".context"))]
     assert len(attention) == 8 and len(result.layers) == 29 + 8

@@ -242,17 +242,23 @@ def test_weight_only_layers_run_on_torch_and_refuse_the_simulator(checkpoint: Pa
 
 
 def test_simulate_and_cosim_commands_on_a_block_export(block_export, tmp_path: Path, capsys) -> None:
-    method, out = block_export
+    _, out = block_export
     argv = ["simulate", "--quantized", str(out), "--text", str(TEXT), "--tokens", "300", "--context", "64"]
     assert main([*argv, "--accum", "exact,aligned_truncate:35", "--out", str(tmp_path / "r")]) == 0
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["simulator"][0]["all_layers_bit_identical"]
     assert "15 of 15" in capsys.readouterr().out
-    from fp4sim.e2e.cosim import run_cosim
-
-    model, _, _ = load_export(out)
-    with pytest.raises(ValueError, match=f"{method} layer; the RTL array runs LLM-FP4"):
-        run_cosim(model, "model.layers.0.mlp.up_proj", torch.arange(64))
+    cosim = ["cosim", "--quantized", str(out), "--text", str(TEXT)]
+    layer = [*cosim, "--layer", "model.layers.0.mlp.up_proj"]
+    for accum in ("exact,fp32_sequential", "aligned_truncate:35:40", "aligned_truncate:49"):  # refused before any run
+        assert main([*layer, "--accum", accum]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "rtl/fp4_block_array.sv) runs exact or aligned_truncate:N[:G]" in err
+        assert err.endswith(f"got {accum.split(',')[-1]!r}")
+    assert main([*cosim, "--layer", "model.layers.0.mlp"]) == 2
+    assert "not a quantized linear layer of this export; choose one of model.layers.0" in capsys.readouterr().err
+    assert main([*cosim, "--forward", "--tokens", "4", "--accum", "exact,aligned_truncate:35"]) == 2
+    assert "--forward runs one accumulation model" in capsys.readouterr().err
 
 
 def broken_copy(out: Path, target: Path, tensors_edit: Callable | None, metadata_edit: Callable | None) -> Path:

@@ -73,6 +73,8 @@ def test_cosim_refuses_unknown_layers_and_impossible_tile_counts(export: Path) -
         run_cosim(model, "model.layers.0.mlp", ids)
     with pytest.raises(ValueError, match=r"tiles must be 1\.\.192"):
         run_cosim(model, "model.layers.0.mlp.up_proj", ids, tiles=1000)  # 64 tokens x 48 outputs: 16 x 12 tiles
+    with pytest.raises(ValueError, match=r"LLM-FP4 layer: rtl/fp4_array\.sv accumulates exactly"):
+        run_cosim(model, "model.layers.0.mlp.up_proj", ids, accum="aligned_truncate:35")
 
 
 def test_cli_simulate_reads_a_text_for_a_decoder(export: Path, tmp_path: Path, capsys) -> None:

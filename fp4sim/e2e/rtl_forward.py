@@ -9,6 +9,16 @@ spec 2.5 (per-channel scale, then bias) gives the layer's output, which must
 equal the torch path's on the same input bit for bit, and it replaces that
 output in the forward, so every later layer sees what the RTL computed.
 
+An MXFP4 / NVFP4 export's BlockQuantizedLinear layers run the same way on
+``rtl/fp4_block_array.sv`` (``tb/fp4_block_array_player.sv``, spec 8): the
+input block-quantized as the layer does at run time (spec 7.6), the GEMM
+scheduled as spec 8.8 says, the array's FP32 result times NVFP4's tensor
+scales (the epilogue outside the array) equal to ``fp4sim.block_gemm`` bit
+for bit under the run's accumulation model, then the bias. In ``exact``
+(8.4) each layer's output and the logits are checked against the torch
+path; under ``aligned_truncate:N[:G]`` (8.5), which the torch path does not
+compute, against the golden simulator under the same model.
+
 When the export quantizes the attention matmuls (spec 6.3), Q K^T and P V
 run the same way: both operands encoded with their per-tensor scales, no
 shifts (an array with SHIFT_BITS = 0), one GEMM per batch x head slice, all
@@ -29,15 +39,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..codec.blockscaled import BlockTensor
 from ..gemm import gemm
+from ..gemm.block import block_gemm
 from ..hw.fp4_array import ArrayOutputs, collect_tiles, schedule_gemm, stitch_streams
-from ..hw.fp4_pkg import K_MAX_DEFAULT, PEConfig
+from ..hw.fp4_block_array import collect_block_tiles, schedule_block_gemm, stitch_block_gemms
+from ..hw.fp4_pkg import K_MAX_DEFAULT, BlockConfig, PEConfig
 from ..hw.fp4_round_to_float import FP32
 from ..quant.attention import STATE, FoldedAttention, MatmulQuant, matmul_codes
+from ..quant.blockquant import quantize_input
 from ..quant.folded import FoldedLinear, input_codes, weight_codes_kn
-from ..quant.modules import BlockQuantizedLinear, QuantizedLinear
+from ..quant.modules import BlockQuantizedLinear, QuantizedLinear, SimulatedLinear
 from ..rtlsim.player import play_stream
-from ..rtlsim.runner import array_parameters, check_tools
+from ..rtlsim.runner import array_parameters, block_array_config, check_tools
 
 
 @dataclass
@@ -106,6 +120,18 @@ def arrays_on_rtl(
     return results, stream.cycles, run.seconds
 
 
+def block_array_on_rtl(
+    a: BlockTensor, w: BlockTensor, config: BlockConfig, rows: int, cols: int, simulator: str
+) -> tuple[np.ndarray, int, float]:
+    """``a @ w.T`` (a (M, K), w (N, K) BlockTensors of config's format) on one R x C fp4_block_array, scheduled as
+    spec 8.8 says behind one reset: the (M, N) float32 result times NVFP4's tensor scales (the epilogue outside the
+    array, spec 7.5; nothing for MXFP4), the edges, the simulator's seconds."""
+    stream, tiles = stitch_block_gemms([schedule_block_gemm(a, w, rows, cols)])
+    run = play_stream(stream, config.rtl_parameters(rows, cols), simulator)
+    z = collect_block_tiles(run.outputs, tiles, a.shape[0], w.shape[0], rows, cols)
+    return (z * np.float32(a.tensor_scale * w.tensor_scale) if a.fmt.tensor_scale else z), stream.cycles, run.seconds
+
+
 def pulse_tiles(outputs: ArrayOutputs, cols: int) -> np.ndarray:
     """The tile of each pulse (in edge order) in its stream: a PE's j-th pulse is the j-th tile's (spec 3.4)."""
     pe = outputs.row * cols + outputs.col
@@ -128,19 +154,42 @@ def epilogue(folded: FoldedLinear, array: np.ndarray, leading: tuple[int, ...]) 
 
 
 def forward_on_rtl(
-    model: Any, ids: torch.Tensor, *, rows: int = 16, cols: int = 16, simulator: str = "verilator"
+    model: Any,
+    ids: torch.Tensor,
+    *,
+    rows: int = 16,
+    cols: int = 16,
+    simulator: str = "verilator",
+    accum: str = "exact",
 ) -> ForwardRun:
-    """One forward of `ids` (1-D token ids) with every QuantizedLinear of a loaded export, and its attention
-    matmuls when it quantizes them, on the array.
+    """One forward of `ids` (1-D token ids) with every quantized linear layer of a loaded export on its array:
+    QuantizedLinear (LLM-FP4) on fp4_array, and the attention matmuls when the export quantizes them;
+    BlockQuantizedLinear (MXFP4 / NVFP4) on fp4_block_array under accumulation model `accum`.
 
-    ValueError when the export has no such layer or has block-scaled layers (the array runs LLM-FP4 layers only).
+    Each matmul is checked against fp4sim.gemm / fp4sim.block_gemm under `accum`, and each layer's output and the
+    logits against the reference forward: the torch path when `accum` is "exact", else the golden simulator under
+    `accum` (the torch path is exact; the layers' backends are restored afterwards).
+
+    ValueError when the export has no such layer, has weight-only layers (float activations), or `accum` is not
+    a model its arrays run (fp4_array: exact only; fp4_block_array: :func:`~fp4sim.rtlsim.runner.block_array_config`).
     """
     check_tools(simulator)
-    layers = {name: m for name, m in model.named_modules() if isinstance(m, QuantizedLinear)}
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, SimulatedLinear)}
     if not layers:
-        raise ValueError("this export has no LLM-FP4 linear layer (QuantizedLinear) for the array to run")
-    if any(isinstance(m, BlockQuantizedLinear) for m in model.modules()):
-        raise ValueError("this export has block-scaled (MXFP4/NVFP4) layers, which the array does not run")
+        raise ValueError("this export has no quantized linear layer for the arrays to run")
+    weight_only = [name for name, m in layers.items() if m.input_format is None]
+    if weight_only:
+        raise ValueError(
+            f"{weight_only[0]} and {len(weight_only) - 1} more layers are weight-only (float activations); the "
+            "arrays take FP4 on both sides"
+        )
+    block_configs = {
+        name: block_array_config(m.layer.weight.fmt.name, accum)
+        for name, m in layers.items()
+        if isinstance(m, BlockQuantizedLinear)
+    }
+    if accum != "exact" and len(block_configs) < len(layers):
+        raise ValueError(f"this export has LLM-FP4 layers; rtl/fp4_array.sv accumulates exactly, got accum {accum!r}")
     attention = {name: m for name, m in model.named_modules() if isinstance(getattr(m, STATE, None), FoldedAttention)}
     result = ForwardRun()
 
@@ -155,6 +204,20 @@ def forward_on_rtl(
             torch_mismatches = bits_differ(y.numpy(), output.float().contiguous().numpy())
             shape = (a.shape[0], a.shape[1], w.shape[1])
             result.layers.append(LayerRun(name, shape, cycles, seconds, bits_differ(array, golden), torch_mismatches))
+            return y.to(output.dtype)
+
+        return hook
+
+    def on_the_block_array(name: str):
+        def hook(module: BlockQuantizedLinear, args: tuple, output: torch.Tensor) -> torch.Tensor:
+            layer, x = module.layer, args[0]
+            a, w = quantize_input(layer, x), layer.weight
+            array, cycles, seconds = block_array_on_rtl(a, w, block_configs[name], rows, cols, simulator)
+            y = torch.from_numpy(array).reshape(*x.shape[:-1], layer.out_features)
+            y = y if layer.bias is None else y + layer.bias
+            torch_mismatches = bits_differ(y.numpy(), output.float().contiguous().numpy())
+            mismatches = bits_differ(array, block_gemm(a, w, accum=accum))
+            result.layers.append(LayerRun(name, (*a.shape, w.shape[0]), cycles, seconds, mismatches, torch_mismatches))
             return y.to(output.dtype)
 
         return hook
@@ -181,21 +244,33 @@ def forward_on_rtl(
 
         return hook
 
-    handles = [module.register_forward_hook(on_the_array(name)) for name, module in layers.items()]
+    handles = [
+        module.register_forward_hook(
+            (on_the_block_array if isinstance(module, BlockQuantizedLinear) else on_the_array)(name)
+        )
+        for name, module in layers.items()
+    ]
     for name, module in attention.items():
         setattr(module, STATE, replace(getattr(module, STATE), on_matmul=attention_on_the_array(name)))
-    start = time.perf_counter()
+    backends = {name: (m.backend, m.accum) for name, m in layers.items()}
+    for module in layers.values():  # the reference each layer's output is checked against
+        module.set_backend("torch" if accum == "exact" else "simulator", accum)
     try:
+        start = time.perf_counter()
+        try:
+            with torch.no_grad():
+                logits_rtl = model(ids[None]).logits.float()
+        finally:
+            for handle in handles:
+                handle.remove()
+            for module in attention.values():
+                setattr(module, STATE, replace(getattr(module, STATE), on_matmul=None))
+        result.wall_seconds = time.perf_counter() - start
         with torch.no_grad():
-            logits_rtl = model(ids[None]).logits.float()
+            logits_torch = model(ids[None]).logits.float()
     finally:
-        for handle in handles:
-            handle.remove()
-        for module in attention.values():
-            setattr(module, STATE, replace(getattr(module, STATE), on_matmul=None))
-    result.wall_seconds = time.perf_counter() - start
-    with torch.no_grad():
-        logits_torch = model(ids[None]).logits.float()
+        for name, module in layers.items():
+            module.set_backend(*backends[name])
     result.logits_count = logits_rtl.numel()
     result.logits_mismatches = int(torch.count_nonzero(logits_rtl.view(torch.int32) != logits_torch.view(torch.int32)))
     result.perplexity_rtl, result.perplexity_torch = (window_perplexity(lg, ids) for lg in (logits_rtl, logits_torch))

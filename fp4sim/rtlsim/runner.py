@@ -28,7 +28,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..formats import get_format
-from ..hw.fp4_pkg import ACC_MODE_CODES, BLOCK_FORMAT_CODES, K_MAX_DEFAULT, BlockConfig, PEConfig
+from ..gemm.block import BLOCK_FUSED_DEFAULT
+from ..gemm.study import parse_accumulation
+from ..hw.fp4_pkg import ACC_MODE_CODES, BLOCK_FORMAT_CODES, BLOCK_GROUP, K_MAX_DEFAULT, BlockConfig, PEConfig
 from ..hw.fp4_round_to_float import OUTPUT_FORMATS, output_format
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the source tree: rtl/ and tb/ beside fp4sim/
@@ -202,6 +204,31 @@ def tb_block_config() -> BlockConfig:
     return BlockConfig(
         block_format, acc_mode, p.get("FRAC_BITS", 35), p.get("FUSED_GROUPS", 4), p.get("K_MAX", K_MAX_DEFAULT)
     )
+
+
+BLOCK_ARRAY_ACCUMS = (
+    "exact or aligned_truncate:N[:G] (1 <= N <= 48; G a multiple of 16, default 64; N + 12 + bitlength(G/16 + 1) <= 63)"
+)
+
+
+def block_array_config(block_format: str, accum: str, k_max: int = K_MAX_DEFAULT) -> BlockConfig:
+    """The BlockConfig of rtl/fp4_block_array.sv that computes ``block_gemm(..., accum=accum)`` (spec 8.1, 8.4, 8.5).
+
+    `block_format` is "mxfp4" or "nvfp4"; `accum` a block_gemm accumulation model: "exact", or
+    "aligned_truncate:N[:G]" with G (elements per fused add, default 64) a multiple of 16, so F = G / 16.
+    ValueError, in one line naming the modes the array runs (BLOCK_ARRAY_ACCUMS), for any other model
+    (fp32_sequential, G not a multiple of 16, N past 48 or past the fused adder's width).
+    """
+    try:
+        model = parse_accumulation(accum)
+        group = model.group or BLOCK_FUSED_DEFAULT
+        if model.kind == "exact":
+            return BlockConfig(block_format, "exact", k_max=k_max)
+        if model.kind == "aligned_truncate" and group % BLOCK_GROUP == 0:
+            return BlockConfig(block_format, "aligned_truncate", model.frac_bits, group // BLOCK_GROUP, k_max)
+    except ValueError:
+        pass
+    raise ValueError(f"the block-scaled array (rtl/fp4_block_array.sv) runs {BLOCK_ARRAY_ACCUMS}; got {accum!r}")
 
 
 def array_parameters(config: PEConfig, rows: int, cols: int, out: str = "fp32") -> dict[str, int]:
