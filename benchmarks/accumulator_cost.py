@@ -78,6 +78,7 @@ def plot(cost: dict, studies: dict[str, dict], path: Path) -> None:
 
     designs = {(row["format"], row["accum"]): row for row in cost["designs"]}
     fig, ax = plt.subplots(figsize=(8, 5))
+    scored = {studies[name]["scored"] for name in FORMATS if name in studies}
     for name, marker in zip(FORMATS, ("o", "s"), strict=True):
         points = [
             (designs[(name, accum)]["transistors"], studies[name]["perplexity"][accum], accum)
@@ -93,7 +94,7 @@ def plot(cost: dict, studies: dict[str, dict], path: Path) -> None:
             ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set(
         xlabel="PE transistors (Yosys, abc -g cmos2; no converter)",
-        ylabel="perplexity, whole validation split (simulator)",
+        ylabel=f"perplexity on the simulator ({', '.join(sorted(scored))} of valid.txt)",
         title="Block-scaled FP4 PE: accumulator cost vs the bundled model's perplexity",
     )
     ax.grid(True, alpha=0.3)
