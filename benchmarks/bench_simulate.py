@@ -1,12 +1,13 @@
 """Whole-model forward: the bit-accurate simulator vs the torch fake-quant path, on the bundled model.
 
-    python benchmarks/bench_simulate.py [--repeats 3] [--windows 8]
+    python benchmarks/bench_simulate.py [--repeats 3] [--windows 8] [--quantized EXPORT]
 
 Quantizes the bundled model (fpq 4/4/4, one search round: the forward's cost
 does not depend on the search) into a temporary export, then times one
 forward of `windows` x 256 tokens on each backend, best of `repeats`, after
 checking the two give bit-identical logits in exact mode. Every row's torch
 reference is timed right before it, so each ratio is measured in one stretch.
+`--quantized` times an existing fpq export instead (two code trees on one export).
 """
 
 from __future__ import annotations
@@ -34,11 +35,15 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=8)
     study = ["fp32_sequential", "aligned_truncate:35", "aligned_truncate:25", "aligned_truncate:13"]
     parser.add_argument("--accum", nargs="*", default=study)
+    parser.add_argument("--quantized", help="an fp4sim export to time (default: quantize one, one search round)")
     args = parser.parse_args()
-    calib = (ROOT / "models/shakespeare/train.txt").read_text(encoding="utf-8")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = quantize_checkpoint(DEFAULT_MODEL, calib, QuantConfig(rounds=1), Path(tmp) / "q", progress=False)
-        model, _, _ = load_export(out)
+    if args.quantized:
+        model, _, _ = load_export(args.quantized)
+    else:
+        calib = (ROOT / "models/shakespeare/train.txt").read_text(encoding="utf-8")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = quantize_checkpoint(DEFAULT_MODEL, calib, QuantConfig(rounds=1), Path(tmp) / "q", progress=False)
+            model, _, _ = load_export(out)
     ids = torch.randint(0, model.config.vocab_size, (args.windows, 256), generator=torch.Generator().manual_seed(0))
 
     def forward() -> torch.Tensor:

@@ -3,6 +3,11 @@
     python benchmarks/hardware_cost.py          (make synth)
     python benchmarks/hardware_cost.py --block  the block-scaled PEs and arrays of spec 8 (minutes: the
                                                 MXFP4 exact accumulator and its converter are 533 bits wide)
+    python benchmarks/hardware_cost.py --accumulator-sweep docs/results/accumulator_cost.json
+                                                the MXFP4 and NVFP4 PEs, exact and N = 13..35 at G = 64, with
+                                                the LLM-FP4 PE and the INT4 MAC beside them, into a JSON file
+                                                (rows already there are kept: an interrupted run resumes);
+                                                benchmarks/accumulator_cost.py tables and plots it
 
 Each design is synthesised flat with Yosys (`synth`), its flip-flops are
 legalised to plain D flip-flops (enables and resets become gates), and ABC
@@ -16,10 +21,13 @@ the FP4 designs). Transistors: Yosys'
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -92,16 +100,18 @@ def mac_table() -> list[tuple[str, str, Cost, Cost]]:
     return rows
 
 
+LLM_FP4_PE = "fp4_pe (E2M1, shift 0..3, K_max 65536, FP32 out)"
+
+
+def llm_fp4_pe() -> Cost:
+    """The LLM-FP4 PE of spec 3.2 with its converter, E2M1 x E2M1."""
+    config = PEConfig.make("E2M1", "E2M1")
+    return synthesize("fp4_pe", filelist("fp4_pe"), {"ACC_BITS": config.acc_bits, "LSB_EXP": config.lsb_exponent})
+
+
 def array_table() -> list[tuple[str, Cost]]:
     """The PE with its converter, and a 2 x 2 array, E2M1 x E2M1, FP32 output."""
-    config = PEConfig.make("E2M1", "E2M1")
-    pe_params = {"ACC_BITS": config.acc_bits, "LSB_EXP": config.lsb_exponent}
-    rows = [
-        (
-            "fp4_pe (E2M1, shift 0..3, K_max 65536, FP32 out)",
-            synthesize("fp4_pe", filelist("fp4_pe"), pe_params),
-        )
-    ]
+    rows = [(LLM_FP4_PE, llm_fp4_pe())]
     rows.append(("fp4_array 2x2 (same PE)", synthesize("fp4_array", filelist("fp4_array"), {"ROWS": 2, "COLS": 2})))
     return rows
 
@@ -171,9 +181,69 @@ def print_block_table() -> None:
         print(f"| {name} | {cost.cells} | {cost.flip_flops} | {cost.transistors} |", flush=True)
 
 
+SWEEP_WIDTHS = (*ACCUMULATOR_WIDTHS, 35)
+
+
+def accumulator_sweep_designs() -> list[tuple[str, str, int | None, Callable[[], Cost]]]:
+    """(format, accumulator, N, synthesis) per design of the cost-vs-accuracy sweep (issue #17 step 5).
+
+    Each block format's PE (no converter: exact PEs drain to one per column, spec 8.6) at N = 13..35 with G = 64,
+    then exact; then the LLM-FP4 PE of `make synth` (with its own converter) and the INT4 MAC, for reference.
+    """
+    designs: list[tuple[str, str, int | None, Callable[[], Cost]]] = []
+    for block_format in ("mxfp4", "nvfp4"):
+        configs = [BlockConfig(block_format, "aligned_truncate", n, 4) for n in SWEEP_WIDTHS]
+        for config in [*configs, BlockConfig(block_format, "exact")]:
+            params = {key: v for key, v in config.rtl_parameters(1, 1).items() if key not in ("ROWS", "COLS")}
+            accum = "exact" if config.exact else f"aligned_truncate:{config.frac_bits}"
+            designs.append(
+                (
+                    block_format,
+                    accum,
+                    None if config.exact else config.frac_bits,
+                    lambda params=params: synthesize("fp4_block_pe", filelist("fp4_block_pe"), params),
+                )
+            )
+    designs.append(("LLM-FP4 PE", "exact", None, llm_fp4_pe))
+    designs.append(
+        ("INT4 MAC", "exact", None, lambda: synthesize("fp4_int4_mac", filelist("fp4_int4_mac"), {"ACC_BITS": 20}))
+    )
+    return designs
+
+
+def accumulator_sweep(path: Path) -> None:
+    """Synthesise every design of accumulator_sweep_designs() not yet in the JSON file at `path`, rewriting it after
+    each (rows: format, accum, frac_bits, cells, flip_flops, transistors, seconds)."""
+    rows = json.loads(path.read_text())["designs"] if path.exists() else []
+    done = {(row["format"], row["accum"]) for row in rows}
+    for block_format, accum, frac_bits, run in accumulator_sweep_designs():
+        if (block_format, accum) in done:
+            continue
+        start = time.perf_counter()
+        cost = run()
+        rows.append(
+            {
+                "format": block_format,
+                "accum": accum,
+                "frac_bits": frac_bits,
+                **cost._asdict(),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
+        path.write_text(json.dumps({"yosys": _yosys_version(), "designs": rows}, indent=2) + "\n")
+        print(rows[-1], flush=True)
+
+
+def _yosys_version() -> str:
+    return subprocess.run(["yosys", "-V"], check=True, capture_output=True, text=True).stdout.strip()
+
+
 def main() -> None:
     if "--block" in sys.argv[1:]:
         print_block_table()
+        return
+    if "--accumulator-sweep" in sys.argv[1:]:
+        accumulator_sweep(Path(sys.argv[sys.argv.index("--accumulator-sweep") + 1]))
         return
     rows = mac_table()
     int4_mac = rows[0][3].transistors

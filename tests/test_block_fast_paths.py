@@ -20,6 +20,7 @@ SCALE_CODES = {
 
 ALIGNED = ("aligned_truncate:35", "aligned_truncate:38", "aligned_truncate:39", "aligned_truncate:48")
 ALIGNED += ("aligned_truncate:13:16", "aligned_truncate:25:32", "aligned_truncate:8:128", "aligned_truncate:35:1024")
+ALIGNED += ("aligned_truncate:13", "aligned_truncate:16", "aligned_truncate:20")  # the study's N at G = 64
 
 
 def previous_path(a: BlockTensor, w: BlockTensor, accum: str = "exact") -> np.ndarray:

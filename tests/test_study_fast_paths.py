@@ -9,7 +9,13 @@ from study_reference import aligned_truncate_gemm
 
 from fp4sim import PEConfig, gemm
 from fp4sim.gemm.fast import exact_limit
-from fp4sim.gemm.study import ALIGNED_GROUP_DEFAULT, exponent_table, fp32_sequential_gemm, parse_accumulation
+from fp4sim.gemm.study import (
+    ALIGNED_GROUP_DEFAULT,
+    aligned_truncate_outputs,
+    exponent_table,
+    fp32_sequential_gemm,
+    parse_accumulation,
+)
 from fp4sim.hw.fp4_pe_product import product_table
 
 MODELS = (
@@ -110,3 +116,31 @@ def test_truncation_just_past_the_bound() -> None:
     result = gemm(a, w, s, "E2M1", "E2M1", accum="aligned_truncate:13")
     assert result[:, 0].tolist() == [1152.0, 97.0]
     np.testing.assert_array_equal(result.view(np.uint32), previous_loop(a, w, s, config, "aligned_truncate:13"))
+
+
+@pytest.mark.parametrize("accum", ["aligned_truncate:13", "aligned_truncate:3:5", "aligned_truncate:55:8"])
+@pytest.mark.parametrize(("fa", "fw"), [("E3M0", "E3M0"), ("E2M1", "E1M2"), ("E1M2", "E3M0")])
+def test_the_loop_writes_exactly_the_selected_outputs(accum: str, fa: str, fw: str) -> None:
+    """The kernel itself on a selection that skips whole rows, whole columns and single outputs: selected outputs get
+    the reference loop's bits, the others keep what `out` held. Groups that do not divide K, N from 3 to the widest
+    the adder takes at G = 8, shifts over the whole range."""
+    rng = np.random.default_rng(len(accum) + len(fa + fw))
+    config = PEConfig.make(fa, fw)
+    model = parse_accumulation(accum)
+    k = 203
+    a = rng.integers(0, 16, (9, k), dtype=np.uint8)
+    w = rng.integers(0, 16, (k, 7), dtype=np.uint8)
+    s = rng.integers(0, config.max_shift + 1, k, dtype=np.uint8)
+    a[4, 100:] = config.fmt_a.sign_mask - 1  # a large tail: the running sum grows late
+    selected = rng.random((9, 7)) < 0.6
+    selected[2] = False
+    selected[:, 5] = False
+    selected[6] = True
+    out = np.full((9, 7), 0xDEADBEEF, np.uint32)
+    exponents = exponent_table(config.fmt_a.values()), exponent_table(config.fmt_w.values())
+    args = (*exponents, config.lsb_exponent, model.frac_bits, model.group or ALIGNED_GROUP_DEFAULT)
+    aligned_truncate_outputs(product_table(config), s, a, w, *args, selected, out)
+    reference = aligned_truncate_gemm(product_table(config), s, a, w, *args)
+    np.testing.assert_array_equal(out[selected], reference[selected])
+    assert (out[~selected] == 0xDEADBEEF).all()
+    assert len(np.unique(reference[selected])) > selected.sum() // 2  # distinct sums, not one repeated value

@@ -108,29 +108,47 @@ def aligned_truncate_outputs(
 ) -> None:
     """Write the FP32 bits of every output with `selected[m, n]` into (M, N) uint32 `out` (spec 2.6, 4.3).
 
-    Each group goes through :func:`aligned_sum`, except when no term can lose a
-    bit: every product's exponent and c's are at most ``lsb_exponent + frac_bits``
-    (``products_fit`` says the first holds for every product of the formats).
-    Every term is a multiple of the LSB, so then nothing is truncated and the
-    group is one exact integer sum truncated to FP32 (spec 4.3).
+    Each group is :func:`aligned_sum` written out for products, which share
+    the accumulator's LSB: one right shift truncates every term. When no term
+    can lose a bit (every product's exponent and c's are at most
+    ``lsb_exponent + frac_bits``; ``products_fit`` says the first holds for
+    every product of the formats) every term is a multiple of the LSB, and the
+    group is one exact integer sum truncated to FP32 (spec 4.3). One table
+    lookup per product gives its value and its alignment exponent; W is read
+    along K.
     """
     products_fit = a_exponent.max() + w_exponent.max() <= lsb_exponent + frac_bits
     m_size, k_size = a_codes.shape
+    n_a, n_w = products.shape[1], products.shape[2]
+    values = np.ascontiguousarray(products).ravel()  # [(shift * n_a + a) * n_w + w]
+    exponents = np.empty(values.size, dtype=np.int64)  # a zero product takes no part in the maximum
+    for s in range(products.shape[0]):
+        for a in range(n_a):
+            for w in range(n_w):
+                index = (s * n_a + a) * n_w + w
+                exponents[index] = a_exponent[a] + w_exponent[w] - s if values[index] else NO_EXPONENT
+    w_by_n = np.ascontiguousarray(w_codes.T)  # (N, K)
     for m in numba.prange(m_size):
+        if not selected[m].any():
+            continue
+        row = np.empty(k_size, dtype=np.int64)
+        for k in range(k_size):
+            row[k] = (np.int64(shifts[k]) * n_a + a_codes[m, k]) * n_w
         term = np.empty(group, dtype=np.int64)
-        exponent = np.empty(group, dtype=np.int64)
-        lsb = np.full(group, lsb_exponent, dtype=np.int64)  # every product shares the accumulator's LSB
-        for n in range(w_codes.shape[1]):
+        for n in range(w_by_n.shape[0]):
             if not selected[m, n]:
                 continue
+            w_row = w_by_n[n]
             c_bits = np.int64(0)
             for start in range(0, k_size, group):
                 count = min(group, k_size - start)
                 total = np.int64(0)
+                top = np.int64(NO_EXPONENT)
                 for j in range(count):
-                    k = start + j
-                    term[j] = products[shifts[k], a_codes[m, k], w_codes[k, n]]
+                    index = row[start + j] + w_row[start + j]
+                    term[j] = values[index]
                     total += term[j]
+                    top = max(top, exponents[index])
                 c_sig, c_lsb = float32_parts(c_bits)
                 if products_fit and (c_sig == 0 or c_lsb + 23 <= lsb_exponent + frac_bits):
                     # c is a multiple of the LSB (every earlier group kept whole multiples of it).
@@ -139,11 +157,21 @@ def aligned_truncate_outputs(
                     bits = fp4_round_to_float(total + c_int, lsb_exponent, 8, 23, True)
                     c_bits = 0 if bits == NEGATIVE_ZERO else bits
                     continue
-                for j in range(count):
-                    k = start + j
-                    a, w, s = a_codes[m, k], w_codes[k, n], shifts[k]
-                    exponent[j] = a_exponent[a] + w_exponent[w] - s if term[j] else NO_EXPONENT
-                c_bits = aligned_sum(c_bits, term[:count], lsb[:count], exponent[:count], frac_bits, NO_EXPONENT)
+                if c_sig != 0:
+                    top = max(top, c_lsb + 23)  # FP32 exponent; a subnormal sits at -126 with significand < 1
+                if top == NO_EXPONENT:
+                    continue  # every term is zero (and c is +0)
+                kept = _truncate_to(c_sig, c_lsb + frac_bits - top)
+                left_shift = lsb_exponent + frac_bits - top
+                if left_shift >= 0:
+                    kept += total << left_shift  # nothing truncated: the shifted sum is the sum of shifted terms
+                elif left_shift >= -62:
+                    right = -left_shift
+                    for j in range(count):  # toward zero: shift the magnitude, then restore the sign
+                        sign = term[j] >> 63
+                        kept += ((((term[j] ^ sign) - sign) >> right) ^ sign) - sign
+                bits = fp4_round_to_float(kept, top - frac_bits, 8, 23, True)
+                c_bits = 0 if bits == NEGATIVE_ZERO else bits
             out[m, n] = c_bits
 
 
