@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from fp4sim.quant.blockquant import (
     fake_quantize_blocks,
     fake_quantize_blocks_ops,
     float32_rows,
+    float64_product,
     fold_block_linear,
     forward_simulator,
     forward_torch,
@@ -224,6 +226,51 @@ def test_layer_paths_agree_where_the_float32_bound_holds_and_where_it_does_not(m
         torch_path = forward_torch(layer, x, operand)
         assert torch.equal(torch_path.view(torch.int32), forward_simulator(layer, x).view(torch.int32))
     assert seen == {(True, True), (False, False), (True, False)}
+
+
+def test_an_underflowing_sum_keeps_its_sign_in_a_split_call() -> None:
+    """MXFP4 rows whose products fall below FP32's subnormals take float64 beside rows that take float32; a
+    negative sum that rounds to zero is -0 there, as block_gemm's one rounding gives (spec 7.5), and a zero
+    sum is +0."""
+    fmt = get_block_format("mxfp4")
+    generator = torch.Generator().manual_seed(3)
+    weight = torch.randn(8, 64, generator=generator) * 2.0**-100
+    tiny = torch.randn(3, 64, generator=generator).abs() * 2.0**-126  # scales clamp at 2^-127: products ~2^-226
+    tiny[0, :32] *= -1
+    tiny[1] *= -1
+    x = torch.cat([torch.randn(2, 64, generator=generator), tiny, torch.zeros(1, 64)])
+    layer = fold_block_linear(weight, BlockLinearQuant(fmt, True, 1.0))
+    operand = weight_operand(layer)
+    _, scales = fake_quantize_blocks(x, fmt, layer.input_tensor_scale)
+    assert float32_rows(fmt, scales, operand.grid).tolist() == [True, True, False, False, False, False]
+    torch_path, simulator = forward_torch(layer, x, operand), forward_simulator(layer, x)
+    assert torch.equal(torch_path.view(torch.int32), simulator.view(torch.int32))
+    assert bool((simulator[2:5] == 0).all()) and bool(torch.signbit(simulator[2:5]).any())
+    assert not bool(torch.signbit(simulator[5]).any())
+
+
+@pytest.mark.parametrize("tile", [(3, 5), (1, 1), (4096, 4096)])
+def test_float64_product_tiles_give_the_exact_sums_rounded_once(tile: tuple[int, int], monkeypatch) -> None:
+    """Tile edges that split rows and outputs unevenly (7 x 13 outputs), one tile per output, and one tile for
+    all: each output is its exact sum (fractions) rounded once to float32, +0 for a zero sum, -0 for a negative
+    sum below FP32's smallest subnormal. The operands are integers times powers of two whose sums need at most
+    44 bits, so float64 is exact in any order."""
+    monkeypatch.setattr("fp4sim.quant.blockquant.FLOAT64_TILE", tile)
+    generator = torch.Generator().manual_seed(9)
+    a = torch.randint(-(2**11), 2**11, (7, 40), generator=generator) * torch.exp2(
+        torch.randint(-8, 9, (7, 40), generator=generator).float()
+    )
+    w = torch.randint(-(2**11), 2**11, (13, 40), generator=generator) * 2.0**-5
+    a[3] = 0.0
+    w[5] = -0.0
+    a[6] = 2.0**-149 * torch.sign(torch.randn(40, generator=generator))  # FP32 subnormals
+    a[6, :20] = -(2.0**-149) * torch.sign(w[4, :20])  # output (6, 4): a negative sum ...
+    w[4] = w[4] * 2.0**-15  # ... below 2^-150, which rounds to -0
+    exact = [[sum(Fraction(float(x)) * Fraction(float(y)) for x, y in zip(r, c, strict=True)) for c in w] for r in a]
+    reference = np.array([[np.float32(float(s)) if s else np.float32(0.0) for s in row] for row in exact])
+    got = float64_product(a, w).numpy()
+    assert np.array_equal(got.view(np.int32), reference.view(np.int32))
+    assert exact[6][4] < 0 and got[6, 4] == 0 and bool(np.signbit(got[6, 4]))
 
 
 def test_weight_only_layers_run_on_torch_and_refuse_the_simulator(checkpoint: Path, tmp_path: Path) -> None:
