@@ -225,7 +225,7 @@ def float32_rows(fmt: BlockFormat, scales: torch.Tensor, grid: torch.Tensor) -> 
 
 def exact_product(a: torch.Tensor, w: torch.Tensor, float32: torch.Tensor) -> torch.Tensor:
     """``a @ w.T`` (float32 operands) summed exactly and rounded once to float32: in float32 for the rows
-    `float32` marks, in float64 for the rest; ``+0`` for a zero sum, never ``-0`` (spec 7.5)."""
+    `float32` marks, in float64 for the rest; ``+0`` for a zero sum (spec 7.5, 7.6)."""
     if bool(float32.all()):
         return F.linear(a, w).add_(0.0)
     if not bool(float32.any()):
@@ -236,14 +236,14 @@ def exact_product(a: torch.Tensor, w: torch.Tensor, float32: torch.Tensor) -> to
     return y
 
 
-FLOAT64_TILE = (512, 2048)  # rows x outputs: a 8 MB float64 tile, large enough that BLAS's packing is cheap
+FLOAT64_TILE = (512, 2048)  # rows x outputs: an 8 MB float64 tile, large enough that BLAS's packing is cheap
 
 
 def float64_product(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``fp32(a @ w.T + 0.0)`` with the products and sums in float64 (float32 operands (M, K) and (N, K); exact
-    where spec 7.6's float64 bound holds). Tile by tile through one reused float64 buffer: a whole float64
-    result (1.6 GB for a 4096-token window through a 49,152-token lm_head) would cost more in fresh pages
-    and memory passes than the dgemm itself."""
+    where spec 7.6's float64 bound holds), (M, N) float32 out. Tile by tile through one reused float64
+    buffer: a whole float64 result (1.6 GB for 4,096 tokens through a 49,152-token lm_head) costs fresh pages
+    and two more passes over it, about a third of the dgemm's own time there (docs/benchmarks.md)."""
     rows, cols = FLOAT64_TILE
     y = torch.empty(a.shape[0], w.shape[0], device=a.device)
     a64 = a.double()
