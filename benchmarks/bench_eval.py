@@ -22,6 +22,7 @@ import argparse
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import torch.nn.functional as F
@@ -73,7 +74,7 @@ def main() -> None:
             breakdown(lambda q=quantized: timed(q), fp32_s)
 
 
-def breakdown(run: object, fp32_s: float) -> None:
+def breakdown(run: Callable[[], tuple[float, float]], fp32_s: float) -> None:
     """One more eval with blockquant's stages wrapped in timers; then each product shape as one sgemm."""
     seconds: Counter[str] = Counter()
     calls: Counter[tuple[int, int, int]] = Counter()
@@ -87,8 +88,9 @@ def breakdown(run: object, fp32_s: float) -> None:
             seconds[name] += time.perf_counter() - start
             if name == "exact_product":
                 a, w = args[0], args[1]
-                calls[a.shape[0], a.shape[1], w.shape[0]] += 1
-                operands[a.shape[0], a.shape[1], w.shape[0]] = (a, w)
+                shape = (a.shape[0], a.shape[1], w.shape[0])
+                calls[shape] += 1
+                operands[shape] = (a, w)  # one pair per shape, to time as sgemm afterwards
             return result
 
         return timed_stage
@@ -100,11 +102,7 @@ def breakdown(run: object, fp32_s: float) -> None:
     finally:
         for name, fn in originals.items():
             setattr(blockquant, name, fn)
-    sgemm = sum(
-        count * best_time(lambda a=a, w=w: F.linear(a, w), 2)
-        for shape, count in calls.items()
-        for a, w in [operands[shape]]
-    )
+    sgemm = sum(calls[shape] * best_time(lambda a=a, w=w: F.linear(a, w), 2) for shape, (a, w) in operands.items())
     floor = total - seconds["exact_product"] + sgemm
     print(
         f"\nblock layers' stages in one more eval ({total:.2f} s; {sum(calls.values())} products, "
